@@ -1,0 +1,233 @@
+"""KrakenD's default views and gatescope's own lock-light aggregation of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from operator import itemgetter
+from typing import Any
+
+import attrs
+
+from gatescope.metrics import (
+    COUNT,
+    DISTRIBUTION,
+    LATENCY_BOUNDS,
+    OVERFLOW_TAG_VALUE,
+    SIZE_BOUNDS,
+    DistributionValue,
+    MetricsSnapshot,
+    View,
+    ViewData,
+)
+
+# Record-time values, in this order, for both the server and the client group.
+HOST, PATH, METHOD, STATUS = range(4)
+# Measures, in this order: request/sent bytes, response/received bytes, latency in ms.
+REQUEST_BYTES, RESPONSE_BYTES, LATENCY = range(3)
+
+SERVER_TAGS = ("http.host", "http.path", "http.method", "http.status")
+CLIENT_TAGS = ("http_client_host", "http_client_path", "http_client_method", "http_client_status")
+
+
+@attrs.frozen
+class TagOptions:
+    """KrakenD's prometheus `tag_*` switches; they shape the views of every stats exporter."""
+
+    host: bool = False
+    path: bool = False
+    method: bool = False
+    status: bool = False
+
+    def merge(self, other: TagOptions) -> TagOptions:
+        return TagOptions(*(a or b for a, b in zip(attrs.astuple(self), attrs.astuple(other), strict=True)))
+
+
+@attrs.frozen
+class _ViewSpec:
+    name: str
+    description: str
+    unit: str
+    aggregation: str
+    base_tags: tuple[int, ...]  # indexes into HOST, PATH, METHOD, STATUS
+    measure: str
+    value: int | None  # measure index for distributions; None for counts
+
+
+_S = "opencensus.io/http/server/"
+_C = "opencensus.io/http/client/"
+SERVER_VIEWS = (
+    _ViewSpec(_S + "request_count", "Count of HTTP requests started", "1", COUNT, (),
+              _S + "request_count", None),
+    _ViewSpec(_S + "request_bytes", "Size distribution of HTTP request body", "By",
+              DISTRIBUTION, (), _S + "request_bytes", REQUEST_BYTES),
+    _ViewSpec(_S + "response_bytes", "Size distribution of HTTP response body", "By",
+              DISTRIBUTION, (), _S + "response_bytes", RESPONSE_BYTES),
+    _ViewSpec(_S + "latency", "Latency distribution of HTTP requests", "ms", DISTRIBUTION, (),
+              _S + "latency", LATENCY),
+    _ViewSpec(_S + "request_count_by_method", "Server request count by HTTP method", "1",
+              COUNT, (METHOD,), _S + "request_count", None),
+    _ViewSpec(_S + "response_count_by_status_code", "Server response count by status code",
+              "1", COUNT, (STATUS,), _S + "latency", None),
+)
+_BY = ", by HTTP method and response status"
+CLIENT_VIEWS = (
+    _ViewSpec(_C + "sent_bytes", "Total bytes sent in request body (not including headers)" + _BY,
+              "By", DISTRIBUTION, (METHOD, STATUS), _C + "sent_bytes", REQUEST_BYTES),
+    _ViewSpec(_C + "received_bytes",
+              "Total bytes received in response bodies (not including headers but including "
+              "error responses with bodies)" + _BY,
+              "By", DISTRIBUTION, (METHOD, STATUS), _C + "received_bytes", RESPONSE_BYTES),
+    _ViewSpec(_C + "roundtrip_latency", "End-to-end latency" + _BY, "ms", DISTRIBUTION,
+              (METHOD, STATUS), _C + "roundtrip_latency", LATENCY),
+    _ViewSpec(_C + "completed_count", "Count of completed requests" + _BY, "1", COUNT,
+              (METHOD, STATUS), _C + "roundtrip_latency", None),
+)
+
+
+def _tag_indexes(base: tuple[int, ...], options: TagOptions) -> tuple[int, ...]:
+    extra = [i for i, on in zip((HOST, PATH, METHOD, STATUS), attrs.astuple(options), strict=True)
+             if on and i not in base]
+    return base + tuple(extra)
+
+
+def _key_getter(indexes: tuple[int, ...]) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    if not indexes:
+        return lambda values: ()
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda values: (values[only],)
+    return itemgetter(*indexes)  # type: ignore[return-value]
+
+
+class ViewAggregator:
+    """Rows of one view; mutated only under its group's lock."""
+
+    __slots__ = ("bounds", "cap", "folded", "key_of", "nbuckets", "overflow", "rows",
+                 "start_ns", "value", "view")
+
+    def __init__(self, view: View, indexes: tuple[int, ...], value: int | None, cap: int) -> None:
+        self.view = view
+        self.key_of = _key_getter(indexes)
+        self.value = value
+        self.bounds = view.bounds
+        self.nbuckets = len(view.bounds) + 1
+        self.rows: dict[tuple[str, ...], list[Any]] = {}
+        self.cap = cap
+        self.overflow = (OVERFLOW_TAG_VALUE,) * len(indexes)
+        self.folded = 0
+        self.start_ns = time.time_ns()
+
+    def new_row(self, key: tuple[str, ...]) -> tuple[tuple[str, ...], list[Any]]:
+        if len(self.rows) >= self.cap:
+            self.folded += 1
+            key = self.overflow
+            row = self.rows.get(key)
+            if row is not None:
+                return key, row
+        row = [0] if self.value is None else [0, 0.0, 0.0, float("inf"), float("-inf")] + [0] * self.nbuckets
+        self.rows[key] = row
+        return key, row
+
+    def data(self) -> ViewData:
+        rows: dict[tuple[str, ...], Any] = {}
+        for key, row in self.rows.items():
+            if self.value is None:
+                rows[key] = row[0]
+            else:
+                count, total, squares = row[0], row[1], row[2]
+                ssd = max(0.0, squares - total * total / count) if count else 0.0
+                rows[key] = DistributionValue(
+                    count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
+                    tuple(row[5:]),
+                )
+        return ViewData(self.view, self.start_ns, rows)
+
+
+class LayerRecorder:
+    """Records one HTTP exchange into every view of a group under a single lock."""
+
+    def __init__(self, specs: Iterable[_ViewSpec], tag_names: tuple[str, ...],
+                 options: TagOptions, cap: int) -> None:
+        self._lock = threading.Lock()
+        self.views: list[ViewAggregator] = []
+        for spec in specs:
+            indexes = _tag_indexes(spec.base_tags, options)
+            view = View(
+                name=spec.name, description=spec.description, unit=spec.unit,
+                aggregation=spec.aggregation, tag_keys=tuple(tag_names[i] for i in indexes),
+                bounds=(LATENCY_BOUNDS if spec.unit == "ms" else SIZE_BOUNDS)
+                if spec.aggregation == DISTRIBUTION else (),
+                measure=spec.measure,
+            )
+            self.views.append(ViewAggregator(view, indexes, spec.value, cap))
+        self._counts = [v for v in self.views if v.value is None]
+        self._dists = [v for v in self.views if v.value is not None]
+
+    def record(self, host: str, path: str, method: str, status: str,
+               request_bytes: float, response_bytes: float, latency_ms: float) -> None:
+        values = (host, path, method, status)
+        measures = (request_bytes, response_bytes, latency_ms)
+        with self._lock:
+            for agg in self._counts:
+                key = agg.key_of(values)
+                row = agg.rows.get(key)
+                if row is None:
+                    key, row = agg.new_row(key)
+                row[0] += 1
+            for agg in self._dists:
+                key = agg.key_of(values)
+                row = agg.rows.get(key)
+                if row is None:
+                    key, row = agg.new_row(key)
+                v = measures[agg.value]  # type: ignore[index]
+                row[0] += 1
+                row[1] += v
+                row[2] += v * v
+                if v < row[3]:
+                    row[3] = v
+                if v > row[4]:
+                    row[4] = v
+                row[5 + bisect_right(agg.bounds, v)] += 1
+
+    def snapshot(self) -> list[ViewData]:
+        with self._lock:
+            return [agg.data() for agg in self.views]
+
+    def folded(self) -> dict[str, int]:
+        with self._lock:
+            return {agg.view.name: agg.folded for agg in self.views if agg.folded}
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+class Stats:
+    """The two recorder groups plus extra view providers (self-telemetry)."""
+
+    def __init__(self, options: TagOptions = TagOptions(), max_tag_sets: int = 2000) -> None:
+        self.options = options
+        self.server = LayerRecorder(SERVER_VIEWS, SERVER_TAGS, options, max_tag_sets)
+        self.client = LayerRecorder(CLIENT_VIEWS, CLIENT_TAGS, options, max_tag_sets)
+        self._providers: list[Callable[[], Iterable[ViewData]]] = []
+
+    def add_provider(self, provider: Callable[[], Iterable[ViewData]]) -> None:
+        self._providers.append(provider)
+
+    def views(self) -> list[View]:
+        return [a.view for a in self.server.views + self.client.views]
+
+    def snapshot(self) -> MetricsSnapshot:
+        views = self.server.snapshot() + self.client.snapshot()
+        for provider in self._providers:
+            views.extend(provider())
+        return MetricsSnapshot(time.time_ns(), tuple(views))
+
+    def folded(self) -> dict[str, int]:
+        return {**self.server.folded(), **self.client.folded()}
+
+    def reset_after_fork(self) -> None:
+        self.server.reset_after_fork()
+        self.client.reset_after_fork()

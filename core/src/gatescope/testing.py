@@ -1,0 +1,139 @@
+"""Helpers for plugin authors: a capturing exporter, a config builder, a temporary-plugin fixture."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from gatescope.config import NAMESPACE, load_config
+from gatescope.exporter import METRICS, TRACES, BaseExporter, ExporterContext
+from gatescope.hookspecs import hookimpl
+from gatescope.metrics import MetricsSnapshot
+from gatescope.plugins import ExporterRegistry, build_registry, load_plugins
+from gatescope.runtime import Telemetry
+from gatescope.settings import Problems, boolean, setting
+from gatescope.spans import SpanRecord
+
+
+def krakend_config(exporters: Mapping[str, Any] | None = None, *, endpoints: Sequence[Any] = (),
+                   name: str | None = None, **service: Any) -> dict[str, Any]:
+    """A minimal krakend.json document with a `telemetry/opencensus` section."""
+    section: dict[str, Any] = {"exporters": dict(exporters or {"capture": {}}), **service}
+    document: dict[str, Any] = {"version": 3, "extra_config": {NAMESPACE: section}}
+    if endpoints:
+        document["endpoints"] = list(endpoints)
+    if name:
+        document["name"] = name
+    return document
+
+
+@attrs.frozen
+class CaptureConfig:
+    fail: bool = setting(boolean, default=False, doc="raise from every export call")
+
+    def validate(self, path: str, problems: Problems, present: frozenset[str]) -> None:
+        return None
+
+
+class CapturingExporter(BaseExporter):
+    """Keeps every span and snapshot it is given, for assertions."""
+
+    name: ClassVar[str] = "capture"
+    config_class: ClassVar[type] = CaptureConfig
+    signals: ClassVar[frozenset[str]] = frozenset({TRACES, METRICS})
+
+    def __init__(self, config: CaptureConfig, context: ExporterContext) -> None:
+        super().__init__(config, context)
+        self.spans: list[SpanRecord] = []
+        self.snapshots: list[MetricsSnapshot] = []
+        self.started = False
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.started = True
+
+    def export_spans(self, spans: Sequence[SpanRecord]) -> None:
+        if self.config.fail:
+            raise RuntimeError("capture exporter configured to fail")
+        with self._lock:
+            self.spans.extend(spans)
+
+    def export_metrics(self, snapshot: MetricsSnapshot) -> None:
+        with self._lock:
+            self.snapshots.append(snapshot)
+
+    def shutdown(self, timeout: float) -> None:
+        self.stopped = True
+
+    def wait_for_spans(self, count: int, timeout: float = 5.0) -> list[SpanRecord]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.spans) >= count:
+                    return list(self.spans)
+            time.sleep(0.01)
+        with self._lock:
+            return list(self.spans)
+
+
+class CapturePlugin:
+    """A plugin object providing the `capture` exporter."""
+
+    @hookimpl
+    def gatescope_register_exporters(self, register: Callable[[type], None]) -> None:
+        register(CapturingExporter)
+
+
+class PluginHarness:
+    """The installed plugins plus temporary ones, and the Telemetry instances built from them."""
+
+    def __init__(self) -> None:
+        self.pm, self.infos = load_plugins()
+        self._telemetries: list[Telemetry] = []
+
+    def register(self, plugin: Any, name: str | None = None) -> None:
+        self.pm.register(plugin, name=name)
+
+    def registry(self) -> ExporterRegistry:
+        return build_registry(self.pm, self.infos)
+
+    def telemetry(self, document: Mapping[str, Any], *, start: bool = True) -> Telemetry:
+        registry = self.registry()
+        telemetry = Telemetry(load_config(document, registry), registry=registry,
+                              plugin_manager=self.pm)
+        self._telemetries.append(telemetry)
+        if start:
+            telemetry.start()
+        return telemetry
+
+    def close(self) -> None:
+        for telemetry in self._telemetries:
+            telemetry.shutdown(2.0)
+
+
+def exporter_of(telemetry: Telemetry, name: str) -> Any:
+    """The running exporter instance configured under `exporters.<name>`."""
+    for exporter in telemetry.exporters:
+        if exporter.name == name:
+            return exporter
+    raise KeyError(name)
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - only for use outside pytest
+    pass
+else:
+
+    @pytest.fixture
+    def gatescope_plugins() -> Iterator[PluginHarness]:
+        """A PluginHarness with the capture exporter registered; everything shut down after."""
+        harness = PluginHarness()
+        harness.register(CapturePlugin(), "gatescope-capture")
+        yield harness
+        harness.close()

@@ -1,0 +1,89 @@
+"""Span start/end on the request path: no objects for unsampled work, finished spans to a sink."""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import time
+from collections.abc import Callable
+
+from gatescope.propagation import TraceContext
+from gatescope.sampling import Sampler
+from gatescope.spans import OK, AttributeValue, SpanRecord, status_from_http
+
+# The innermost active span, or a bare TraceContext when the request is not sampled.
+current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.ContextVar(
+    "gatescope_current", default=None
+)
+
+_getrandbits = random.getrandbits
+_time_ns = time.time_ns
+
+
+def new_trace_id() -> str:
+    return f"{_getrandbits(128) or 1:032x}"
+
+
+def new_span_id() -> str:
+    return f"{_getrandbits(64) or 1:016x}"
+
+
+class Span(SpanRecord):
+    """A sampled span in flight; `end()` hands it to the export sink exactly once."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, name: str, trace_id: str, parent_span_id: str | None, kind: int,
+                 sink: Callable[[SpanRecord], None]) -> None:
+        super().__init__(name, trace_id, new_span_id(), parent_span_id, kind, _time_ns(), 0, {})
+        self._sink: Callable[[SpanRecord], None] | None = sink
+
+    @property
+    def context(self) -> TraceContext:
+        return TraceContext(self.trace_id, self.span_id, True)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.attributes[key] = value
+
+    def set_status(self, code: int, message: str = "") -> None:
+        self.status_code = code
+        self.status_message = message
+
+    def set_http_status(self, status: int) -> None:
+        from gatescope.spans import STATUS_NAMES
+
+        self.attributes["http.status_code"] = status
+        code = status_from_http(status)
+        self.status_code = code
+        self.status_message = "" if code == OK else STATUS_NAMES.get(code, "")
+
+    def end(self) -> None:
+        sink = self._sink
+        if sink is not None:
+            self._sink = None
+            self.end_ns = _time_ns()
+            sink(self)
+
+
+class Tracer:
+    """Starts spans under the configured sampler; finished spans go to `sink` (the queue)."""
+
+    def __init__(self, sampler: Sampler, sink: Callable[[SpanRecord], None]) -> None:
+        self.sampler = sampler
+        self.sink = sink
+
+    def start_root(self, name: str, kind: int, parent: TraceContext | None) -> Span | TraceContext | None:
+        """A server-side span: sampled -> Span; unsampled with a remote parent -> that context."""
+        trace_id = parent.trace_id if parent is not None else new_trace_id()
+        if self.sampler(trace_id, parent):
+            return Span(name, trace_id, parent.span_id if parent else None, kind, self.sink)
+        if parent is not None:
+            return TraceContext(trace_id, parent.span_id, False, remote=True)
+        return None
+
+    def start_child(self, name: str, kind: int) -> Span | None:
+        """A child of the current span, only when the current span is sampled."""
+        parent = current.get()
+        if isinstance(parent, Span):
+            return Span(name, parent.trace_id, parent.span_id, kind, self.sink)
+        return None
