@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import attrs
 
 COMMENT_KEY = re.compile(r"^[@$_#]")
-DURATION = re.compile(r"^([0-9]+)(ns|ms|us|µs|s|m|h)$")
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION = re.compile(r"^([0-9]+)(ns|ms|us|µs|s|m|h)\Z")
+_DURATION_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                "h": 3600 * 10**9}
 SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|access_key|credential)")
 REDACTED = "***"
 MAX_INT64 = 2**63 - 1
@@ -136,7 +137,10 @@ def duration(value: Any) -> float:
     if isinstance(value, str):
         match = DURATION.match(value)
         if match:
-            return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+            nanoseconds = int(match.group(1)) * _DURATION_NS[match.group(2)]
+            if nanoseconds > MAX_INT64:
+                raise ValueError(f"duration {describe(value)} exceeds the maximum (about 292 years)")
+            return nanoseconds / 1e9
     raise ValueError(
         f"expected a duration like \"2s\" or \"500ms\" (units ns, us, µs, ms, s, m, h), "
         f"got {describe(value)}"

@@ -1,0 +1,175 @@
+"""Sampler, propagation, status mapping and stats aggregation: the request-path building blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatescope import propagation
+from gatescope.metrics import LATENCY_BOUNDS, OVERFLOW_TAG_VALUE, SIZE_BOUNDS
+from gatescope.propagation import TraceContext
+from gatescope.sampling import rate_sampler
+from gatescope.spans import (
+    DEADLINE_EXCEEDED,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    OK,
+    RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+    UNKNOWN,
+    status_from_http,
+)
+from gatescope.stats import Stats, TagOptions
+from gatescope.tracing import Span, Tracer, new_trace_id
+
+
+def headers(**values):
+    table = {k.replace("_", "-").lower(): v for k, v in values.items()}
+    return table.get
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+def test_rate_zero_never_samples_even_with_a_sampled_parent():
+    sampler = rate_sampler(0)
+    parent = TraceContext("a" * 32, "b" * 16, True, remote=True)
+    assert not any(sampler(new_trace_id(), parent) for _ in range(200))
+
+
+def test_rate_hundred_always_samples():
+    sampler = rate_sampler(100)
+    assert all(sampler(new_trace_id(), None) for _ in range(200))
+
+
+def test_probability_from_trace_id_and_sampled_parent_respected():
+    sampler = rate_sampler(50)
+    assert sampler("0" * 32, None) is True  # lowest ids are below the bound
+    assert sampler("f" * 32, None) is False
+    assert sampler("f" * 32, TraceContext("f" * 32, "1" * 16, True, remote=True)) is True
+    hits = sum(sampler(new_trace_id(), None) for _ in range(4000))
+    assert 1700 < hits < 2300
+
+
+# --- propagation ------------------------------------------------------------------------------
+
+def test_b3_multi_header_with_64_bit_trace_id():
+    ctx = propagation.extract(headers(x_b3_traceid="463AC35C9F6413AD", x_b3_spanid="a2fb4a1d1a96d312",
+                                      x_b3_sampled="1"))
+    assert ctx == TraceContext("0000000000000000463ac35c9f6413ad", "a2fb4a1d1a96d312", True, True)
+
+
+def test_b3_single_and_traceparent():
+    tid, sid = "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"
+    assert propagation.extract(headers(b3=f"{tid}-{sid}-0")) == TraceContext(tid, sid, False, True)
+    assert propagation.extract(headers(b3=f"{tid}-{sid}-d-05e3ac9a4f6e3b90")).sampled is True
+    assert propagation.extract(headers(traceparent=f"00-{tid}-{sid}-01")) == TraceContext(tid, sid, True, True)
+
+
+@pytest.mark.parametrize("bad", [
+    {"x_b3_traceid": "0" * 32, "x_b3_spanid": "1" * 16},
+    {"x_b3_traceid": "zz" * 16, "x_b3_spanid": "1" * 16},
+    {"x_b3_traceid": "1" * 31, "x_b3_spanid": "1" * 16},
+    {"x_b3_traceid": "1" * 32, "x_b3_spanid": "0" * 16},
+    {"b3": "1"},
+    {"b3": "a-b-c-d-e"},
+    {"b3": f"{'1' * 32}-{'2' * 16}-maybe"},
+    {"traceparent": f"00-{'0' * 32}-{'1' * 16}-01"},
+    {"traceparent": f"ff-{'1' * 32}-{'1' * 16}-01"},
+    {"traceparent": f"00-{'1' * 32}-{'1' * 16}-01-extra"},
+    {"traceparent": "x" * 10_000},
+])
+def test_invalid_context_is_ignored(bad):
+    assert propagation.extract(headers(**bad)) is None
+
+
+def test_inject_writes_b3_and_traceparent():
+    out = dict(propagation.inject("a" * 32, "b" * 16, True))
+    assert out == {"X-B3-TraceId": "a" * 32, "X-B3-SpanId": "b" * 16, "X-B3-Sampled": "1",
+                   "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}
+
+
+# --- tracing ----------------------------------------------------------------------------------
+
+def test_unsampled_request_makes_no_span_but_keeps_remote_context():
+    sunk = []
+    tracer = Tracer(rate_sampler(0), sunk.append)
+    assert tracer.start_root("/x", 1, None) is None
+    parent = TraceContext("a" * 32, "b" * 16, True, remote=True)
+    kept = tracer.start_root("/x", 1, parent)
+    assert isinstance(kept, TraceContext) and kept.trace_id == "a" * 32 and not kept.sampled
+
+
+def test_sampled_span_continues_remote_parent_and_ends_once():
+    sunk = []
+    tracer = Tracer(rate_sampler(100), sunk.append)
+    parent = TraceContext("a" * 32, "b" * 16, True, remote=True)
+    span = tracer.start_root("/x", 1, parent)
+    assert isinstance(span, Span)
+    assert (span.trace_id, span.parent_span_id) == ("a" * 32, "b" * 16)
+    span.set_http_status(503)
+    span.end()
+    span.end()
+    assert sunk == [span] and span.status_code == UNAVAILABLE and span.status_message == "UNAVAILABLE"
+    assert span.attributes["http.status_code"] == 503 and span.end_ns >= span.start_ns
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    (200, OK), (302, OK), (400, INVALID_ARGUMENT), (401, UNAUTHENTICATED), (404, NOT_FOUND),
+    (429, RESOURCE_EXHAUSTED), (500, UNKNOWN), (503, UNAVAILABLE), (504, DEADLINE_EXCEEDED),
+    (418, UNKNOWN), (100, UNKNOWN),
+])
+def test_http_status_mapping_as_opencensus(code, status):
+    assert status_from_http(code) == status
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+def test_bucket_rule_first_bound_greater_than_value():
+    stats = Stats()
+    for latency in (0.5, 1.0, 1.999, 2.0, 100000.0, 250000.0):
+        stats.server.record("h", "/p", "GET", "200", 1024, 0, latency)
+    latency = stats.snapshot().view("opencensus.io/http/server/latency").rows[()]
+    counts = latency.bucket_counts
+    assert len(counts) == len(LATENCY_BOUNDS) + 1
+    assert counts[0] == 1  # 0.5 < 1
+    assert counts[1] == 2  # 1.0 and 1.999 in [1, 2)
+    assert counts[2] == 1  # 2.0 in [2, 3)
+    assert counts[-1] == 2  # 100000 and above overflow
+    assert (latency.count, latency.min, latency.max) == (6, 0.5, 250000.0)
+    size = stats.snapshot().view("opencensus.io/http/server/request_bytes").rows[()]
+    assert size.bucket_counts[1] == 6 and len(size.bucket_counts) == len(SIZE_BOUNDS) + 1  # 1024 -> [1024, 2048)
+
+
+def test_tag_options_add_krakend_tag_keys():
+    stats = Stats(TagOptions(host=True, path=True, method=True, status=True))
+    stats.server.record("api.example", "/users/{id}", "GET", "200", 0, 10, 1.0)
+    stats.client.record("backend:8000", "/u/{id}", "GET", "200", 0, 10, 1.0)
+    snap = stats.snapshot()
+    count = snap.view("opencensus.io/http/server/request_count")
+    assert count.view.tag_keys == ("http.host", "http.path", "http.method", "http.status")
+    assert count.rows == {("api.example", "/users/{id}", "GET", "200"): 1}
+    by_method = snap.view("opencensus.io/http/server/request_count_by_method")
+    assert by_method.view.tag_keys == ("http.method", "http.host", "http.path", "http.status")
+    completed = snap.view("opencensus.io/http/client/completed_count")
+    assert completed.view.tag_keys == ("http_client_method", "http_client_status",
+                                       "http_client_host", "http_client_path")
+
+
+def test_default_views_without_tag_options():
+    stats = Stats()
+    names = [v.name for v in stats.views()]
+    assert len(names) == 10
+    assert stats.snapshot().view("opencensus.io/http/server/request_count").view.tag_keys == ()
+    assert stats.snapshot().view("opencensus.io/http/client/sent_bytes").view.tag_keys == (
+        "http_client_method", "http_client_status")
+
+
+def test_tag_set_cap_folds_into_overflow_row():
+    stats = Stats(TagOptions(path=True), max_tag_sets=3)
+    for i in range(10):
+        stats.server.record("h", f"/p/{i}", "GET", "200", 0, 0, 1.0)
+    rows = stats.snapshot().view("opencensus.io/http/server/request_count").rows
+    assert len(rows) == 4
+    assert rows[(OVERFLOW_TAG_VALUE,)] == 7
+    assert sum(rows.values()) == 10
+    assert stats.folded()["opencensus.io/http/server/request_count"] == 7
