@@ -268,7 +268,7 @@ def _parse_exporters(
     names = [k for k in raw if not COMMENT_KEY.match(k)]
     if not names:
         problems.add(path, "configure at least one exporter")
-    sections = []
+    sections: list[ExporterSection] = []
     for name in names:
         section_path = join_path(path, name)
         config_class = catalog.config_class(name)

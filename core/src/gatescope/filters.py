@@ -35,8 +35,15 @@ def compile_filters(filters: Iterable[LayerFilter]) -> dict[str, Predicate]:
         elif len(checks) == 1:
             compiled[layer] = checks[0]
         else:
-            compiled[layer] = lambda path, checks=tuple(checks): all(c(path) for c in checks)
+            compiled[layer] = _all_of(tuple(checks))
     return compiled
+
+
+def _all_of(checks: tuple[Callable[[str], bool], ...]) -> Callable[[str], bool]:
+    def allow(path: str) -> bool:
+        return all(check(path) for check in checks)
+
+    return allow
 
 
 def _always(path: str) -> bool:

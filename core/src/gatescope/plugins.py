@@ -42,7 +42,7 @@ class ExporterRegistry:
 
     def config_class(self, name: str) -> type | None:
         info = self.exporters.get(name)
-        return info.exporter_class.config_class if info else None
+        return getattr(info.exporter_class, "config_class", None) if info else None
 
     def load_error(self, name: str) -> str | None:
         for plugin in self.plugins:
@@ -66,7 +66,9 @@ def _dist(ep: EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"], dist.version) if dist is not None else ("unknown", "?")
 
 
-def load_plugins(manager: pluggy.PluginManager | None = None) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+def load_plugins(
+    manager: pluggy.PluginManager | None = None,
+) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """Load every allowed entry point; a plugin that fails to import is recorded, not fatal."""
     pm = manager or pluggy.PluginManager("gatescope")
     pm.add_hookspecs(hookspecs)

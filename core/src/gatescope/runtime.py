@@ -124,7 +124,7 @@ class Telemetry:
         with self._lock:
             if self._started:
                 return self
-            started = []
+            started: list[Any] = []
             for exporter in self.exporters:
                 try:
                     exporter.start()

@@ -302,7 +302,7 @@ def parse_section(
             if spec.secret:
                 message = message.split(", got ")[0] + ", got a value of the wrong type"
             problems.add(join_path(path, key), message)
-    for key, (attribute, spec) in table.items():
+    for key, (_, spec) in table.items():
         if spec.required and key not in data:
             problems.add(join_path(path, key), "is required")
     if len(problems.items) > before:

@@ -38,7 +38,8 @@ def status_from_http(code: int) -> int:
     """OpenCensus' HTTP-to-canonical mapping (ochttp.TraceStatus)."""
     if code < 200 or code >= 400:
         return {
-            499: CANCELLED, 400: INVALID_ARGUMENT, 422: INVALID_ARGUMENT, 504: DEADLINE_EXCEEDED, 404: NOT_FOUND,
+            499: CANCELLED, 400: INVALID_ARGUMENT, 422: INVALID_ARGUMENT, 504: DEADLINE_EXCEEDED,
+            404: NOT_FOUND,
             403: PERMISSION_DENIED, 401: UNAUTHENTICATED, 429: RESOURCE_EXHAUSTED,
             501: UNIMPLEMENTED, 503: UNAVAILABLE,
         }.get(code, UNKNOWN)
