@@ -1,0 +1,178 @@
+"""Router layer for ASGI apps: a plain ASGI middleware (not BaseHTTPMiddleware), one record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+from gatescope import sampling
+from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointResolver, EndpointsOption
+from gatescope.propagation import extract
+from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT
+from gatescope.spans import KIND_SERVER
+from gatescope.tracing import Span, current
+
+if TYPE_CHECKING:
+    from gatescope.runtime import Kit
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_HOST, _AGENT, _LENGTH, _ENCODING = b"host", b"user-agent", b"content-length", b"transfer-encoding"
+_WANTED = frozenset({
+    _HOST, _AGENT, _LENGTH, _ENCODING,
+    b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled", b"x-b3-flags", b"b3", b"traceparent",
+})
+
+
+class _Exchange:
+    """The send wrapper of one request: learns the status and counts body bytes as they pass."""
+
+    __slots__ = ("disconnected", "send", "sent", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.sent = 0
+        self.disconnected = False
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body:
+                self.sent += len(body)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.pathsend":
+            self.sent += os.path.getsize(message["path"])
+        try:
+            await self.send(message)
+        except OSError:
+            self.disconnected = True  # the client went away; the server says so by raising
+            raise
+
+
+class _CountingReceive:
+    """Counts request body bytes when no Content-Length announces them (chunked uploads)."""
+
+    __slots__ = ("receive", "received")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.received = 0
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+        return message
+
+
+class TelemetryASGIMiddleware:
+    """KrakenD's router layer for any ASGI app: server views, a SERVER span, trace context in."""
+
+    def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
+                 unknown_route: str = UNKNOWN_ROUTE) -> None:
+        self.app = app
+        self.kit = kit
+        self._allow = kit.router
+        self._record = kit.server.record
+        self._tracer = kit.tracer
+        self._resolver = EndpointResolver(kit.endpoints, endpoints, unknown_route)
+        self._tag_host = kit.tags.host
+        self._tag_path = kit.tags.path
+        # With the never-sampler and no incoming context there is nothing to trace or propagate.
+        self._never = kit.tracer.sampler is sampling.never
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allow = self._allow
+        if scope["type"] != "http" or allow is None or not allow(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter_ns()
+        host = agent = b""
+        request_bytes = 0
+        counting: _CountingReceive | None = None
+        carried: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name in _WANTED:
+                if name == _HOST:
+                    host = value
+                elif name == _LENGTH:
+                    request_bytes = int(value) if value.isdigit() else 0
+                elif name == _AGENT:
+                    agent = value
+                elif name == _ENCODING:
+                    receive = counting = _CountingReceive(receive)
+                else:
+                    if carried is None:
+                        carried = {}
+                    carried[name.decode("latin-1")] = value.decode("latin-1")
+        parent = extract(carried.get) if carried is not None else None
+        span = None if parent is None and self._never else \
+            self._tracer.start_root(UNKNOWN_ROUTE, KIND_SERVER, parent)
+        token = current.set(span) if span is not None else None
+        root_path = scope.get("root_path", "")
+        exchange = _Exchange(send)
+        failed = 0
+        try:
+            await self.app(scope, receive, exchange)
+        except BaseException as exc:
+            failed = CLIENT_CLOSED if exchange.disconnected or isinstance(
+                exc, asyncio.CancelledError) else SERVER_ERROR
+            raise
+        finally:
+            if token is not None:
+                current.reset(token)
+            self._finish(scope, root_path, exchange, failed, span, host, agent,
+                         counting.received if counting is not None else request_bytes,
+                         perf_counter_ns() - start)
+
+    def _finish(self, scope: Scope, root_path: str, exchange: _Exchange, failed: int,
+                span: Any, host: bytes, agent: bytes, request_bytes: int, elapsed_ns: int) -> None:
+        if failed:
+            status = failed
+        elif exchange.disconnected:
+            status = CLIENT_CLOSED
+        else:
+            status = exchange.status or SERVER_ERROR  # an app that never answered: the server sends 500
+        sampled = type(span) is Span
+        endpoint = self._endpoint(scope, root_path) if self._tag_path or sampled else None
+        path_tag = ""
+        if endpoint is not None and self._tag_path:
+            path_tag = endpoint.fixed if endpoint.fixed is not None else endpoint.path_tag(scope["path"])
+        host_text = host.decode("latin-1") if self._tag_host or sampled else ""
+        self._record(host_text, path_tag, scope["method"], STATUS_TEXT.get(status) or str(status),
+                     request_bytes, exchange.sent, elapsed_ns / 1e6)
+        if sampled and endpoint is not None:
+            path = scope["path"]
+            query = scope.get("query_string")
+            span.name = endpoint.name
+            attributes = span.attributes
+            attributes["http.path"] = path
+            attributes["http.url"] = f"{path}?{query.decode('latin-1')}" if query else path
+            attributes["http.host"] = host_text
+            attributes["http.method"] = scope["method"]
+            attributes["http.user_agent"] = agent.decode("latin-1")
+            span.set_http_status(status)
+            span.end()
+
+    def _endpoint(self, scope: Scope, root_path: str) -> Endpoint:
+        """The route template the framework matched (Starlette/FastAPI), else resolver matching."""
+        route = scope.get("route")
+        template = getattr(route, "path", None) if route is not None else None
+        if isinstance(template, str):
+            # Mounts extend root_path by what they matched; a mount itself serves a sub-tree.
+            mounted = scope.get("root_path", "")
+            prefix = mounted[len(root_path):] if len(mounted) > len(root_path) else ""
+            if getattr(route, "endpoint", None) is None:
+                template = "/{path:path}"
+            return self._resolver.for_template(prefix + template if prefix else template)
+        return self._resolver.for_path(scope["path"])
