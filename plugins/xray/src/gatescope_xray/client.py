@@ -62,6 +62,11 @@ def make_client(config: XRayConfig, timeout: float, user_agent: str) -> Any:
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE / shared credentials file, or an instance or "
                 "container role)"
             )
+    elif not config.access_key_id or not config.secret_access_key:
+        raise ExporterStartError(
+            "xray: use_env is false, so access_key_id and secret_access_key must both be given "
+            "and non-empty; or set use_env to true to take credentials from the environment"
+        )
     else:
         options["aws_access_key_id"] = config.access_key_id
         options["aws_secret_access_key"] = config.secret_access_key

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import attrs
-from gatescope.settings import Problems, boolean, setting, string, url
+from gatescope.settings import boolean, setting, string, url
 
 DEFAULT_VERSION = "KrakenD-opencensus"
 
 
 @attrs.frozen
 class XRayConfig:
-    """Credentials come either from the two keys or, with `use_env`, from the default chain."""
+    """Credentials come either from the two keys or, with `use_env`, from the default chain.
+
+    Every section KrakenD's schema accepts parses; a section without usable static keys and
+    without `use_env` is refused when the exporter starts (KrakenD would sign with empty keys
+    and fail every export). With `use_env` true the keys are ignored, as KrakenD ignores them.
+    """
 
     region: str = setting(
         string(), required=True,
@@ -25,11 +30,10 @@ class XRayConfig:
         doc="take credentials from the environment and botocore's default chain",
     )
     access_key_id: str | None = setting(
-        string(non_empty=True), default=None, doc="static credentials (when use_env is false)",
+        string(), default=None, doc="static credentials (when use_env is false)",
     )
     secret_access_key: str | None = setting(
-        string(non_empty=True), default=None, secret=True,
-        doc="static credentials (when use_env is false)",
+        string(), default=None, secret=True, doc="static credentials (when use_env is false)",
     )
     endpoint_url: str | None = setting(
         url(), default=None, extension=True,
@@ -44,26 +48,6 @@ class XRayConfig:
             f"secret_access_key={_mask(self.secret_access_key)}, "
             f"endpoint_url={self.endpoint_url!r})"
         )
-
-    def validate(self, path: str, problems: Problems, present: frozenset[str]) -> None:
-        """KrakenD's schema: either both static keys, or `use_env` (then no keys at all)."""
-        keys = [k for k in ("access_key_id", "secret_access_key") if k in present]
-        if self.use_env:
-            for key in keys:
-                problems.add(
-                    f"{path}.{key}",
-                    "must not be set when use_env is true (credentials then come from the "
-                    "environment); remove it or set use_env to false",
-                )
-            return
-        for key in ("access_key_id", "secret_access_key"):
-            if key in present:
-                continue
-            problems.add(
-                f"{path}.{key}",
-                "is required unless use_env is true (give both access_key_id and "
-                "secret_access_key, or set use_env to true)",
-            )
 
 
 def _mask(value: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -18,7 +19,7 @@ MAX_DOCUMENT_BYTES = 64_000  # X-Ray: "a segment document can be up to 64 kB"
 MAX_ANNOTATIONS = 50  # X-Ray: up to 50 annotations per trace; never more per document
 MAX_ANNOTATION_KEY = 500
 MAX_ANNOTATION_VALUE = 1000
-MAX_HTTP_TEXT = 2048  # url / user agent kept whole up to this many characters
+MAX_TEXT = 250  # X-Ray: "values must be strings (up to 250 characters) unless noted otherwise"
 NAME_SYMBOLS = frozenset("_.:/%&#=+\\-@")
 INVALID_ANNOTATION_KEY = re.compile(r"[^A-Za-z0-9_]")
 SDK_NAME = "gatescope-xray"
@@ -83,11 +84,16 @@ def outcome(span: SpanRecord) -> dict[str, Any]:
         flags["fault"] = True
     if span.status_code != 0 and span.status_message:
         flags["cause"] = {"exceptions": [{
-            "id": span.span_id,
-            "message": span.status_message[:MAX_ANNOTATION_VALUE],
-            "type": STATUS_NAMES.get(span.status_code, str(span.status_code)),
+            "id": exception_id(span.span_id),
+            "message": span.status_message[:MAX_TEXT],
+            "type": STATUS_NAMES.get(span.status_code, str(span.status_code))[:MAX_TEXT],
         }]}
     return flags
+
+
+def exception_id(span_id: str) -> str:
+    """A 16-hex exception id derived from the span id (distinct from the segment's own id)."""
+    return hashlib.blake2b(span_id.encode(), digest_size=8).hexdigest()
 
 
 def http_block(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -95,16 +101,16 @@ def http_block(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     response: dict[str, Any] = {}
     method = attributes.get(METHOD)
     if isinstance(method, str) and method:
-        request["method"] = method[:MAX_ANNOTATION_VALUE]
+        request["method"] = method[:MAX_TEXT]
     target = attributes.get(URL) or attributes.get(PATH)
     if isinstance(target, str) and target:
-        request["url"] = target[:MAX_HTTP_TEXT]
+        request["url"] = target[:MAX_TEXT]
     agent = attributes.get(USER_AGENT)
     if isinstance(agent, str) and agent:
-        request["user_agent"] = agent[:MAX_HTTP_TEXT]
+        request["user_agent"] = agent[:MAX_TEXT]
     client_ip = attributes.get(CLIENT_IP)
     if isinstance(client_ip, str) and client_ip:
-        request["client_ip"] = client_ip[:MAX_ANNOTATION_VALUE]
+        request["client_ip"] = client_ip[:MAX_TEXT]
     status = attributes.get(STATUS)
     if isinstance(status, int) and not isinstance(status, bool):
         response["status"] = status
@@ -178,8 +184,9 @@ class SegmentEncoder:
         if span.parent_span_id is not None:
             document["parent_id"] = span.parent_span_id
         if is_segment:
-            document["service"] = {"version": self.version}
-            document["aws"] = {"xray": {"sdk": SDK_NAME, "sdk_version": self.sdk_version}}
+            if self.version:
+                document["service"] = {"version": self.version[:MAX_TEXT]}
+            document["aws"] = {"xray": {"sdk": SDK_NAME, "sdk_version": self.sdk_version[:MAX_TEXT]}}
         else:
             document["type"] = "subsegment"
             if span.kind == KIND_CLIENT:
@@ -213,4 +220,4 @@ def fit(document: dict[str, Any]) -> str:
             return text
         document.pop(drop, None)
         text = dumps(document)
-    return text  # what is left is bounded: a 200-char name, ids, times, 2 kB http texts
+    return text  # what is left is bounded: a 200-char name, ids, times, 250-char texts
