@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from gatescope.config import EndpointTelemetry
 
 PATTERN, LASTPARAM, OFF = "pattern", "lastparam", "off"
+PATH_AGGREGATIONS = (PATTERN, LASTPARAM, OFF)
 UNKNOWN_ROUTE = "unknown route"  # what unmatched requests are named; never their raw path
 
 # Parameters as KrakenD (`:name`), lura backends (`{{.Name}}`), Starlette/FastAPI (`{name}`,
@@ -101,7 +102,7 @@ class EndpointResolver:
             self._callable = explicit
         elif isinstance(explicit, Mapping):
             for template, mode in explicit.items():
-                if mode not in (PATTERN, LASTPARAM, OFF):
+                if mode not in PATH_AGGREGATIONS:
                     raise ValueError(f"endpoints[{template!r}]: path_aggregation must be one of "
                                      f"pattern, lastparam, off; got {mode!r}")
                 self._modes[normalize(template)] = mode

@@ -217,6 +217,13 @@ class Telemetry:
 
         return Pipe(self.kit, endpoint)
 
+    def backend(self, url_pattern: str, path_aggregation: str | None = None) -> Any:
+        """The backend layer for one `url_pattern`: `backend-<url_pattern>` span (decorator or
+        (async) context manager); client calls inside get their path tag from the pattern."""
+        from gatescope.backend import Backend
+
+        return Backend(self.kit, url_pattern, path_aggregation)
+
     def httpx_transport(self, transport: Any = None, **options: Any) -> Any:
         from gatescope.backend.httpx import TelemetryTransport
 

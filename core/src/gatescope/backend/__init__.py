@@ -1,0 +1,129 @@
+"""Backend layer: KrakenD's client views and CLIENT span, shared by the httpx/requests/aiohttp glue."""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+from typing import TYPE_CHECKING
+
+from gatescope import sampling
+from gatescope.paths import PATH_AGGREGATIONS, PATTERN, Endpoint
+from gatescope.pipe import LayerScope, backend_endpoint
+from gatescope.propagation import TraceContext, inject
+from gatescope.router import STATUS_TEXT
+from gatescope.spans import KIND_CLIENT, UNKNOWN
+from gatescope.tracing import Span, current, new_span_id, new_trace_id
+
+if TYPE_CHECKING:
+    from gatescope.runtime import Kit
+    from gatescope.tracing import Tracer
+
+TRANSPORT_ERROR_STATUS = 500  # what OpenCensus' ochttp records when the round trip itself failed
+
+
+class Backend(LayerScope):
+    """KrakenD's backend layer for one `url_pattern`: a `backend-<url_pattern>` span, and the
+    pattern (with its `path_aggregation`) that names the `http_client_path` tag of calls inside."""
+
+    def __init__(self, kit: Kit, url_pattern: str, path_aggregation: str | None = None) -> None:
+        if path_aggregation is None:
+            path_aggregation = _configured_aggregation(kit, url_pattern)
+        elif path_aggregation not in PATH_AGGREGATIONS:
+            raise ValueError(f"path_aggregation must be one of {', '.join(PATH_AGGREGATIONS)}; "
+                             f"got {path_aggregation!r}")
+        allow = kit.backend
+        super().__init__(kit.tracer, f"backend-{url_pattern}", allow is not None and allow(url_pattern),
+                         Endpoint(url_pattern, path_aggregation) if kit.tags.path else None)
+        self.url_pattern = url_pattern
+
+
+def _configured_aggregation(kit: Kit, url_pattern: str) -> str:
+    for endpoint in kit.endpoints.values():
+        for backend in endpoint.backends:
+            if backend.url_pattern == url_pattern:
+                return backend.path_aggregation
+    return PATTERN
+
+
+class ClientCall:
+    """One outgoing request in flight: the headers to inject and its single record at the end."""
+
+    __slots__ = ("headers", "host", "layer", "method", "path", "recorded", "sent", "span",
+                 "start")
+
+    def __init__(self, layer: ClientLayer, method: str, host: str, path: str, span: Span | None,
+                 headers: list[tuple[str, str]], sent: int) -> None:
+        self.layer = layer
+        self.method = method
+        self.host = host
+        self.path = path
+        self.span = span
+        self.headers = headers
+        self.sent = sent
+        self.recorded = False
+        self.start = perf_counter_ns()
+
+    def finish(self, status: int, received: int, error: BaseException | None = None) -> None:
+        """Record the exchange once (later calls are ignored) and end the CLIENT span."""
+        if self.recorded:
+            return
+        self.recorded = True
+        elapsed = perf_counter_ns() - self.start
+        layer = self.layer
+        path_tag = ""
+        if layer.tag_path:
+            endpoint = backend_endpoint.get()
+            path_tag = endpoint.path_tag(self.path) if endpoint is not None else self.path
+        if error is not None:
+            status = TRANSPORT_ERROR_STATUS
+        layer.record(self.host if layer.tag_host else "", path_tag, self.method,
+                     STATUS_TEXT.get(status) or str(status), self.sent, max(received, 0),
+                     elapsed / 1e6)
+        span = self.span
+        if span is not None:
+            if error is not None:
+                span.set_status(UNKNOWN, str(error) or type(error).__name__)
+            else:
+                span.set_http_status(status)
+            span.end()
+
+
+class ClientLayer:
+    """What every client integration needs from the kit, resolved once."""
+
+    def __init__(self, kit: Kit) -> None:
+        self.allow = kit.backend
+        self.record = kit.client.record
+        self.tracer: Tracer = kit.tracer
+        self.tag_host = kit.tags.host
+        self.tag_path = kit.tags.path
+        self._never = kit.tracer.sampler is sampling.never
+
+    def begin(self, method: str, host: str, path: str, url: str, user_agent: str,
+              sent: int) -> ClientCall | None:
+        """Start a call (None when the backend layer is off for it); inject trace context."""
+        allow = self.allow
+        if allow is None or not allow(path):
+            return None
+        parent = current.get()
+        span: Span | None = None
+        if type(parent) is Span:
+            span = self.tracer.start_child(path or "/", KIND_CLIENT)
+        elif parent is None and not self._never:
+            started = self.tracer.start_root(path or "/", KIND_CLIENT, None)
+            span = started if type(started) is Span else None
+        if span is not None:
+            attributes = span.attributes
+            attributes["http.host"] = host
+            attributes["http.method"] = method
+            attributes["http.path"] = path
+            attributes["http.url"] = url
+            attributes["http.user_agent"] = user_agent
+            headers = inject(span.trace_id, span.span_id, True)
+        elif isinstance(parent, TraceContext):
+            headers = inject(parent.trace_id, new_span_id(), False)
+        else:
+            headers = inject(new_trace_id(), new_span_id(), False)
+        return ClientCall(self, method, host, path, span, headers, sent)
+
+
+__all__ = ["Backend", "ClientCall", "ClientLayer"]

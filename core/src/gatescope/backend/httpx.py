@@ -1,0 +1,148 @@
+"""Backend layer for httpx: transport wrappers for `Client` and `AsyncClient`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from gatescope.backend import ClientCall, ClientLayer
+
+if TYPE_CHECKING:
+    from gatescope.runtime import Kit
+
+
+def _begin(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
+    headers = request.headers
+    length = headers.get("content-length")
+    url = request.url
+    call = layer.begin(request.method, headers.get("host", url.host), url.path, str(url),
+                       headers.get("user-agent", ""),
+                       int(length) if length is not None and length.isdigit() else 0)
+    if call is None:
+        return None
+    for name, value in call.headers:
+        headers[name] = value
+    if length is None and not isinstance(request.stream, httpx.ByteStream):
+        request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
+    return call
+
+
+class _CountingRequestStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """Counts request body bytes that pass when no Content-Length announced them."""
+
+    def __init__(self, stream: Any, call: ClientCall) -> None:
+        self._stream = stream
+        self._call = call
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            self._call.sent += len(chunk)
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            self._call.sent += len(chunk)
+            yield chunk
+
+
+class _CountingResponseStream(httpx.SyncByteStream):
+    """Counts response body bytes; the call is recorded when the body is closed (as ochttp does)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, call: ClientCall, status: int) -> None:
+        self._stream = stream
+        self._call = call
+        self._status = status
+        self._received = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._stream:
+                self._received += len(chunk)
+                yield chunk
+        except Exception as exc:
+            self._call.finish(self._status, self._received, exc)
+            raise
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._call.finish(self._status, self._received)
+
+
+class _AsyncCountingResponseStream(httpx.AsyncByteStream):
+    """The async twin of `_CountingResponseStream`."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, call: ClientCall, status: int) -> None:
+        self._stream = stream
+        self._call = call
+        self._status = status
+        self._received = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                self._received += len(chunk)
+                yield chunk
+        except Exception as exc:
+            self._call.finish(self._status, self._received, exc)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._call.finish(self._status, self._received)
+
+
+class TelemetryTransport(httpx.BaseTransport):
+    """Wraps an httpx transport (default `httpx.HTTPTransport(**options)`) with the backend layer."""
+
+    def __init__(self, kit: Kit, transport: httpx.BaseTransport | None = None,
+                 **options: Any) -> None:
+        self._transport = transport if transport is not None else httpx.HTTPTransport(**options)
+        self._layer = ClientLayer(kit)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        call = _begin(self._layer, request)
+        if call is None:
+            return self._transport.handle_request(request)
+        try:
+            response = self._transport.handle_request(request)
+        except BaseException as exc:
+            call.finish(0, 0, exc)
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _CountingResponseStream(response.stream, call, response.status_code)
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class AsyncTelemetryTransport(httpx.AsyncBaseTransport):
+    """Wraps an async httpx transport (default `httpx.AsyncHTTPTransport(**options)`)."""
+
+    def __init__(self, kit: Kit, transport: httpx.AsyncBaseTransport | None = None,
+                 **options: Any) -> None:
+        self._transport = transport if transport is not None else \
+            httpx.AsyncHTTPTransport(**options)
+        self._layer = ClientLayer(kit)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        call = _begin(self._layer, request)
+        if call is None:
+            return await self._transport.handle_async_request(request)
+        try:
+            response = await self._transport.handle_async_request(request)
+        except BaseException as exc:
+            call.finish(0, 0, exc)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _AsyncCountingResponseStream(response.stream, call, response.status_code)
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
