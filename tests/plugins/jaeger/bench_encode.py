@@ -1,0 +1,53 @@
+"""Encode throughput of the jaeger exporter on one core (not a test: `python bench_encode.py`)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
+from gatescope_jaeger.agent import AgentSender
+from gatescope_jaeger.thrift import BinaryEncoder, CompactEncoder
+
+SPANS = 30_000
+
+
+def realistic_spans(count: int) -> list[SpanRecord]:
+    """Three-layer traces (server, pipe, client) with the attributes the layers record."""
+    spans: list[SpanRecord] = []
+    start = time.time_ns()
+    while len(spans) < count:
+        trace = f"{random.getrandbits(128):032x}"
+        server, pipe, client = (f"{random.getrandbits(64):016x}" for _ in range(3))
+        at = start + len(spans) * 1000
+        attributes = {"http.method": "GET", "http.path": f"/api/users/{len(spans)}",
+                      "http.host": "api.local", "http.user_agent": "curl/8.5",
+                      "http.status_code": 200}
+        # finished order: innermost first, as the queue receives them
+        spans.append(SpanRecord("/api/users/{id}", trace, client, pipe, KIND_CLIENT, at + 10,
+                                at + 900_000, dict(attributes, **{"http.url": "http://u/x"})))
+        spans.append(SpanRecord("pipe-/api/users/{id}", trace, pipe, server, 0, at + 5,
+                                at + 950_000, {}))
+        spans.append(SpanRecord("/api/users/{id}", trace, server, None, KIND_SERVER, at,
+                                at + 1_000_000, attributes))
+    return spans[:count]
+
+
+def main() -> None:
+    spans = realistic_spans(SPANS)
+    binary, compact = BinaryEncoder(), CompactEncoder()
+    agent = AgentSender("127.0.0.1", 6831, "bench")
+    for label, run in (
+        ("collector (binary Batch)", lambda: BinaryEncoder.batch("bench", [binary.span(s) for s in spans], 1)),
+        ("agent (compact emitBatch packets)", lambda: list(agent.packets([compact.span(s) for s in spans]))),
+    ):
+        best = 0.0
+        for _ in range(5):
+            began = time.perf_counter()
+            run()
+            best = max(best, SPANS / (time.perf_counter() - began))
+        print(f"{label}: {best:,.0f} spans/s")
+
+
+if __name__ == "__main__":
+    main()
