@@ -13,7 +13,7 @@ DEFAULT_BUFFER_POINTS = 100_000
 class InfluxDBConfig:
     address: str = setting(url(), required=True,
                            doc="InfluxDB base URL, e.g. http://127.0.0.1:8086 (a path prefix is kept)")
-    db: str = setting(string(non_empty=True), required=True, doc="database the points are written to")
+    db: str = setting(string(), required=True, doc="database the points are written to")
     username: str = setting(string(), default="", doc="user for HTTP basic auth (empty: no auth)")
     password: str = setting(string(), default="", secret=True, doc="password for HTTP basic auth")
     timeout: float | None = setting(

@@ -39,6 +39,9 @@ class InfluxDBExporter(BaseExporter):
         self.failed_writes = 0
 
     def start(self) -> None:
+        if not self.config.db:
+            raise ExporterStartError("exporter 'influxdb': db is empty; every write would fail "
+                                     "(InfluxDB: database is required)")
         if self.config.password and not self.config.username:
             self.log.warning("gatescope: influxdb: password is set but username is empty; "
                              "writes are sent without credentials")
@@ -101,8 +104,8 @@ class InfluxDBExporter(BaseExporter):
         if exc.failure is Failure.REJECTED:
             for _ in range(chunk_size):
                 self._pending.popleft()
-            self.points_dropped += chunk_size
-            raise ExportError(f"{exc}; dropped {chunk_size} points", retryable=False)
+            self.points_dropped += chunk_size  # a partial write does not say how many were kept
+            raise ExportError(f"{exc}; {chunk_size} points not retried", retryable=False)
         if exc.failure is Failure.TRANSIENT:
             raise ExportError(f"{exc}; {len(self._pending)} points kept for the next period")
         # Lasting misconfiguration: say it once, clearly, then stay quiet until it is fixed.

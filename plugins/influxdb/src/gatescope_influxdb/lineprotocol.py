@@ -17,12 +17,18 @@ OVERFLOW_BUCKET = "+Inf"
 
 def escape_measurement(name: str) -> str:
     """Commas and spaces are escaped in measurements (line-protocol spec)."""
-    return name.translate(_MEASUREMENT_ESCAPES)
+    return _no_trailing_backslash(name).translate(_MEASUREMENT_ESCAPES)
 
 
 def escape_key(text: str) -> str:
     """Commas, equals signs and spaces are escaped in tag keys, tag values and field keys."""
-    return text.translate(_KEY_ESCAPES)
+    return _no_trailing_backslash(text).translate(_KEY_ESCAPES)
+
+
+def _no_trailing_backslash(text: str) -> str:
+    # InfluxDB 1.x takes a separator preceded by a backslash as escaped and has no escape for a
+    # backslash itself, so a name cannot end in one: it is dropped rather than break the line.
+    return text.rstrip("\\") if text.endswith("\\") else text
 
 
 def format_float(value: float) -> str:

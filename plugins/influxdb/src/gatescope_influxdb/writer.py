@@ -93,7 +93,8 @@ class InfluxWriter:
 
 
 def _error_text(body: bytes) -> str:
-    """InfluxDB's `{"error": "..."}` message, shortened; the raw body when it is not JSON."""
+    """InfluxDB's `{"error": "..."}` message, shortened in the middle (its end says what was
+    dropped); the raw body when it is not JSON."""
     text = body.decode("utf-8", "replace").strip()
     try:
         parsed = json.loads(text)
@@ -102,5 +103,6 @@ def _error_text(body: bytes) -> str:
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
         text = parsed["error"]
     if len(text) > _ERROR_TEXT_LIMIT:
-        text = text[: _ERROR_TEXT_LIMIT - 3] + "..."
+        half = _ERROR_TEXT_LIMIT // 2
+        text = text[:half] + " ... " + text[-half:]
     return text or "no message"
