@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -44,11 +45,12 @@ def make_client(config: XRayConfig, timeout: float, user_agent: str) -> Any:
     from botocore.session import Session
 
     session = Session()
-    region = config.region or session.get_config_variable("region")
+    # "" falls back like the Go exporter: AWS_DEFAULT_REGION (and the shared config), AWS_REGION.
+    region = config.region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
     if not region:
         raise ExporterStartError(
-            'xray: no AWS region: set "region" in exporters.xray (or AWS_DEFAULT_REGION when '
-            'it is "")'
+            'xray: no AWS region: set "region" in exporters.xray (when it is "", '
+            "AWS_DEFAULT_REGION, AWS_REGION or the shared config's region is used)"
         )
     options: dict[str, Any] = {}
     if config.use_env:

@@ -19,8 +19,8 @@ class XRayConfig:
 
     region: str = setting(
         string(), required=True,
-        doc='AWS region, e.g. "eu-west-1"; "" falls back to AWS_REGION / AWS_DEFAULT_REGION / '
-            "the shared config",
+        doc='AWS region, e.g. "eu-west-1"; "" falls back to AWS_DEFAULT_REGION, the shared '
+            "config's region, then AWS_REGION",
     )
     version: str = setting(
         string(), default=DEFAULT_VERSION, doc="written to every segment's service.version",
