@@ -32,7 +32,7 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-class TestAgent:
+class DdapmAgent:
     """A running ddapm-test-agent; each test reads back only what carried its session token."""
 
     def __init__(self, http_port: int, grpc_port: int) -> None:
@@ -71,7 +71,7 @@ def _missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestAgent]:
+def test_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DdapmAgent]:
     if not AGENT.exists():
         _missing(f"ddapm-test-agent not found at {AGENT}")
     apm_port, http_port, grpc_port = free_ports(3)
@@ -82,7 +82,7 @@ def test_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestAgent]:
              f"--otlp-http-port={http_port}", f"--otlp-grpc-port={grpc_port}"],
             stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("ddapm-cwd"),
         )
-    agent = TestAgent(http_port, grpc_port)
+    agent = DdapmAgent(http_port, grpc_port)
     try:
         deadline = time.monotonic() + 30
         while True:
