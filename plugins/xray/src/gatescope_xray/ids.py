@@ -19,9 +19,10 @@ class TraceIdMapper:
     The Go exporter's convention: the 24-hex identifier is the last 96 bits of the OpenCensus
     id, and the epoch is its first 32 bits when those are a plausible recent time (ids that came
     from X-Ray or a time-prefixed generator). Otherwise the Go exporter took "now", which splits
-    one trace across seconds; here the epoch is the start second of the first span of that trace
-    seen, remembered (bounded, least recently used first out) so that all spans of a trace
-    exported by this process get the same X-Ray id.
+    one trace across seconds. Here the epoch is the start second of the first span of that trace
+    seen (or now, when that start is itself outside X-Ray's window), remembered (bounded, least
+    recently used first out) so that all spans of a trace exported by this process get the same
+    X-Ray id.
     """
 
     def __init__(self, capacity: int = DEFAULT_REMEMBERED_TRACES) -> None:
@@ -33,10 +34,12 @@ class TraceIdMapper:
         identifier = trace_id[8:32]
         prefix = int(trace_id[0:8], 16)
         current = time.time() if now is None else now
-        if -MAX_SKEW_SECONDS <= current - prefix <= MAX_AGE_SECONDS:
+        if _recent(prefix, current):
             epoch = prefix
         else:
-            epoch = self._remembered(trace_id, start_seconds)
+            epoch = self._remembered(
+                trace_id, start_seconds if _recent(start_seconds, current) else int(current)
+            )
         return f"1-{epoch:08x}-{identifier}"
 
     def _remembered(self, trace_id: str, start_seconds: int) -> int:
@@ -50,3 +53,8 @@ class TraceIdMapper:
             else:
                 self._epochs.move_to_end(trace_id)
             return epoch
+
+
+def _recent(epoch: int, now: float) -> bool:
+    """Inside the window X-Ray accepts: at most 28 days old, at most 5 minutes ahead."""
+    return -MAX_SKEW_SECONDS <= now - epoch <= MAX_AGE_SECONDS
