@@ -1,0 +1,225 @@
+"""Backend layer: real httpx (sync+async), requests and aiohttp calls to a real local upstream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from layer_helpers import rows, spans_of, tag_keys
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, NOT_FOUND, OK, UNKNOWN
+from gatescope.tracing import current
+
+ENDPOINTS = [{
+    "endpoint": "/gw/{id}",
+    "backend": [
+        {"host": ["http://u"], "url_pattern": "/users/{id}"},
+        {"host": ["http://u"], "url_pattern": "/bytes/{n}",
+         "extra_config": {"telemetry/opencensus": {"path_aggregation": "off"}}},
+        {"host": ["http://u"], "url_pattern": "/items/{id}",
+         "extra_config": {"telemetry/opencensus": {"path_aggregation": "lastparam"}}},
+    ],
+}]
+
+
+@pytest.fixture
+def root(make_telemetry: Any) -> Any:
+    """A sampled root span made current, for sync clients called outside a server."""
+    def start(telemetry: Any) -> Iterator[Any]:
+        span = telemetry.kit.tracer.start_root("root", KIND_SERVER, None)
+        token = current.set(span)
+        try:
+            yield span
+        finally:
+            current.reset(token)
+            span.end()
+    return start
+
+
+def check_propagated(upstream: Any, client_span: Any) -> None:
+    seen = upstream.seen[-1]
+    assert seen["x-b3-traceid"] == client_span.trace_id
+    assert seen["x-b3-spanid"] == client_span.span_id
+    assert seen["x-b3-sampled"] == "1"
+    assert seen["traceparent"] == f"00-{client_span.trace_id}-{client_span.span_id}-01"
+
+
+def test_three_layers_through_a_starlette_gateway(make_telemetry: Any, upstream: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100, endpoints=ENDPOINTS, tag_path=True)
+    client = telemetry.async_httpx_client(base_url=upstream.url)
+
+    @telemetry.pipe("/gw/{id}")
+    async def merge(user_id: str) -> dict[str, Any]:
+        async with telemetry.backend("/users/{id}"):
+            first = (await client.get(f"/users/{user_id}")).json()
+        async with telemetry.backend("/bytes/{n}"):
+            size = len((await client.get("/bytes/1024")).content)
+        return {"path": first["path"], "size": size}
+
+    async def handler(request: Request) -> JSONResponse:
+        return JSONResponse(await merge(request.path_params["id"]))
+
+    app = telemetry.asgi(Starlette(routes=[Route("/gw/{id}", handler)]))
+
+    async def run() -> dict[str, Any]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gw") as gw:
+            answer = (await gw.get("/gw/9")).json()
+        await client.aclose()
+        return answer
+    assert asyncio.run(run()) == {"path": "/users/9", "size": 1024}
+
+    spans = {s.name: s for s in spans_of(telemetry)}
+    assert set(spans) == {"/gw/{id}", "pipe-/gw/{id}", "backend-/users/{id}",
+                          "backend-/bytes/{n}", "/users/9", "/bytes/1024"}
+    router, pipe = spans["/gw/{id}"], spans["pipe-/gw/{id}"]
+    assert len({s.trace_id for s in spans.values()}) == 1
+    assert pipe.parent_span_id == router.span_id and pipe.kind == KIND_UNSPECIFIED
+    assert pipe.attributes == {"complete": True, "canceled": False}
+    backend = spans["backend-/users/{id}"]
+    assert backend.parent_span_id == pipe.span_id
+    assert backend.attributes == {"complete": True, "canceled": False}
+    client_span = spans["/users/9"]
+    assert client_span.parent_span_id == backend.span_id and client_span.kind == KIND_CLIENT
+    assert client_span.attributes == {
+        "http.host": upstream.host, "http.method": "GET", "http.path": "/users/9",
+        "http.url": f"{upstream.url}/users/9", "http.user_agent": f"python-httpx/{httpx.__version__}",
+        "http.status_code": 200}
+    assert client_span.status_code == OK
+    snap = telemetry.metrics()
+    assert tag_keys(snap, "client/completed_count") == (
+        "http_client_method", "http_client_status", "http_client_path")
+    assert rows(snap, "client/completed_count") == {
+        ("GET", "200", "/users/{id}"): 1, ("GET", "200", "/bytes/1024"): 1}  # pattern, off
+    received = rows(snap, "client/received_bytes")[("GET", "200", "/bytes/1024")]
+    assert received.sum == 1024 and received.bucket_counts[1] == 1
+    assert rows(snap, "server/request_count") == {("/gw/{id}",): 1}
+
+
+def test_httpx_sync_views_and_headers(make_telemetry: Any, upstream: Any, root: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100, endpoints=ENDPOINTS, tag_host=True,
+                               tag_path=True)
+    with telemetry.httpx_client(base_url=upstream.url) as client:
+        for span in root(telemetry):
+            with telemetry.backend("/items/{id}"):
+                assert client.post("/items/77", content=b"x" * 1024).status_code == 200
+            assert client.get("/status/404").status_code == 404
+    spans = {s.name: s for s in spans_of(telemetry)}
+    check_propagated(upstream, spans["/status/404"])
+    assert spans["/items/77"].parent_span_id == spans["backend-/items/{id}"].span_id
+    assert spans["/status/404"].status_code == NOT_FOUND
+    assert spans["/status/404"].parent_span_id == span.span_id
+    snap = telemetry.metrics()
+    host = upstream.host
+    sent = rows(snap, "client/sent_bytes")
+    assert sent[("POST", "200", host, "/items/{id}")].sum == 1024  # lastparam
+    assert sent[("POST", "200", host, "/items/{id}")].bucket_counts[1] == 1
+    assert sent[("GET", "404", host, "/status/404")].sum == 0  # no call named: KrakenD's raw path
+
+
+def test_requests_session(make_telemetry: Any, upstream: Any, root: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100)
+    session = telemetry.requests_session()
+    for _ in root(telemetry):
+        assert len(session.get(upstream.url + "/bytes/2048").content) == 2048
+        assert session.put(upstream.url + "/echo", data=b"abc").status_code == 200
+    [get, put] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]
+    check_propagated(upstream, put)
+    snap = telemetry.metrics()
+    assert rows(snap, "client/completed_count") == {("GET", "200"): 1, ("PUT", "200"): 1}
+    assert rows(snap, "client/received_bytes")[("GET", "200")].sum == 2048
+    assert rows(snap, "client/sent_bytes")[("PUT", "200")].sum == 3
+
+
+def test_aiohttp_trace_config(make_telemetry: Any, upstream: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100)
+
+    async def run() -> None:
+        span = telemetry.kit.tracer.start_root("root", KIND_SERVER, None)
+        current.set(span)
+        async with aiohttp.ClientSession(trace_configs=[telemetry.aiohttp_trace_config()]) as s:
+            async with s.get(upstream.url + "/bytes/10") as response:
+                assert len(await response.read()) == 10
+        span.end()
+    asyncio.run(run())
+    [client_span] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]
+    check_propagated(upstream, client_span)
+    assert client_span.name == "/bytes/10"
+    assert rows(telemetry.metrics(), "client/received_bytes")[("GET", "200")].sum == 10
+
+
+def test_unsampled_remote_parent_is_propagated(make_telemetry: Any, upstream: Any) -> None:
+    telemetry = make_telemetry(sample_rate=0)
+    client = telemetry.async_httpx_client()
+
+    async def handler(request: Request) -> JSONResponse:
+        await client.get(upstream.url + "/users/1")
+        return JSONResponse({})
+
+    app = telemetry.asgi(Starlette(routes=[Route("/", handler)]))
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gw") as gw:
+            await gw.get("/", headers={"b3": "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312"})
+        await client.aclose()
+    asyncio.run(run())
+    seen = upstream.seen[-1]
+    assert seen["x-b3-traceid"] == "463ac35c9f6413ad48485a3953bb6124"
+    assert seen["x-b3-sampled"] == "0" and seen["x-b3-spanid"] != "a2fb4a1d1a96d312"
+    assert seen["traceparent"].startswith("00-463ac35c9f6413ad48485a3953bb6124-")
+    assert spans_of(telemetry) == []
+
+
+def test_connect_error_recorded_as_500_and_raised(make_telemetry: Any, root: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100)
+    with telemetry.httpx_client() as client:
+        for _ in root(telemetry):
+            with pytest.raises(httpx.ConnectError):
+                client.get("http://127.0.0.1:9/nothing")  # discard port: refused
+    assert rows(telemetry.metrics(), "client/completed_count") == {("GET", "500"): 1}
+    [client_span] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]
+    assert client_span.status_code == UNKNOWN and "http.status_code" not in client_span.attributes
+
+
+def test_pipe_marks_errors_cancels_and_incomplete(make_telemetry: Any, root: Any) -> None:
+    telemetry = make_telemetry(sample_rate=100)
+    pipe = telemetry.pipe("/p")
+    for _ in root(telemetry):
+        with pytest.raises(ValueError, match="bad"), pipe:
+            raise ValueError("bad")
+        with pipe as call:
+            call.complete = False
+        assert pipe(lambda: None)() is None
+
+        async def cancelled() -> None:
+            async with telemetry.pipe("/p"):
+                raise asyncio.CancelledError
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(cancelled())
+    pipes = [s.attributes for s in spans_of(telemetry) if s.name == "pipe-/p"]
+    assert pipes == [
+        {"error": "bad", "complete": False, "canceled": False},
+        {"complete": False, "canceled": False},
+        {"complete": False, "canceled": False},  # a None result is KrakenD's nil response
+        {"complete": False, "canceled": True},
+    ]
+
+
+def test_layers_switched_off(gatescope_plugins: Any, upstream: Any) -> None:
+    from gatescope.testing import krakend_config
+    telemetry = gatescope_plugins.telemetry(krakend_config(
+        sample_rate=100, enabled_layers={"router": True}))
+    with telemetry.httpx_client() as client:
+        client.get(upstream.url + "/users/1")
+    assert "x-b3-traceid" not in upstream.seen[-1]
+    assert rows(telemetry.metrics(), "client/completed_count") == {}
+    assert telemetry.pipe("/x").enabled is False
