@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import os
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from gatescope.metrics import LATENCY_BOUNDS
@@ -194,3 +199,62 @@ def test_a_forked_worker_exports_on_its_own_connection(test_agent: Any,
     assert os.waitstatus_to_exitcode(status) == 0
     payloads = test_agent.wait_for("traces", token, count=2)
     assert len(payloads) == 2
+
+
+class Upstream(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"id": 42}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.receiver("ddapm-test-agent")
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_real_layers_trace_arrives(test_agent: Any, gatescope_plugins: PluginHarness,
+                                   protocol: str) -> None:
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, args=(0.05,), daemon=True).start()
+    token = test_agent.session()
+    telemetry = gatescope_plugins.telemetry(krakend_config(
+        {"otlp": {"endpoint": test_agent.endpoint(protocol), "protocol": protocol,
+                  "metrics": False, "headers": {TOKEN_HEADER: token}}},
+        endpoints=[{"endpoint": "/users/{id}",
+                    "backend": [{"url_pattern": "/v1/users/{id}"}]}],
+        sample_rate=100))
+    session = telemetry.requests_session()
+
+    def gateway(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with telemetry.pipe("/users/{id}"), telemetry.backend("/v1/users/{id}"):
+            reply = session.get(f"http://127.0.0.1:{upstream.server_port}/v1/users/42", timeout=5)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [reply.content]
+
+    environ: dict[str, Any] = {"PATH_INFO": "/users/42"}
+    setup_testing_defaults(environ)
+    try:
+        body = telemetry.wsgi(gateway)(environ, lambda status, headers, exc_info=None: None)
+        assert b"".join(body) == b'{"id": 42}'
+        getattr(body, "close", lambda: None)()
+        assert telemetry.flush(10.0)
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+    _, spans = spans_of(test_agent.wait_for("traces", token))
+    by_name = {s["name"]: s for s in spans.values()}
+    assert set(by_name) == {"/users/{id}", "pipe-/users/{id}", "backend-/v1/users/{id}",
+                            "/v1/users/42"}
+    chain = [by_name[n] for n in ("/users/{id}", "pipe-/users/{id}", "backend-/v1/users/{id}",
+                                  "/v1/users/42")]
+    assert [s["kind"] for s in chain] == ["SPAN_KIND_SERVER", "SPAN_KIND_INTERNAL",
+                                          "SPAN_KIND_INTERNAL", "SPAN_KIND_CLIENT"]
+    assert len({s["trace_id"] for s in chain}) == 1
+    for parent, child in itertools.pairwise(chain):
+        assert child["parent_span_id"] == parent["span_id"]
+    assert all(s["status"] == {"code": "STATUS_CODE_OK"} for s in chain)
