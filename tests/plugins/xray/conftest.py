@@ -95,3 +95,80 @@ def xray_section(endpoint: str, **overrides: Any) -> dict[str, Any]:
                "secret_access_key": SECRET_ACCESS_KEY, "endpoint_url": endpoint}
     section.update(overrides)
     return section
+
+
+ENDPOINT = "/users/{id}"
+URL_PATTERN = "/u/{id}"
+
+
+class Upstream:
+    """A real upstream HTTP server on 127.0.0.1 answering every GET with `status` and JSON."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status = 200
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b'{"id": 42}'
+                self.send_response(upstream.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.close()
+
+
+def three_layer_request(telemetry: Any, upstream: Upstream, path: str = "/users/42") -> int:
+    """One request through router (ASGI middleware), pipe, backend and an instrumented httpx
+    client to a real upstream server; returns the gateway's status."""
+    import asyncio
+
+    import httpx
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with (telemetry.pipe(ENDPOINT), telemetry.backend(URL_PATTERN),
+                    telemetry.async_httpx_client() as client):
+            answer = await client.get(upstream.url + scope["path"].replace("/users", "/u"))
+        status = 200 if answer.status_code < 400 else 502
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer.content})
+
+    async def drive() -> int:
+        transport = httpx.ASGITransport(app=telemetry.asgi(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.local") as client:
+            response = await client.get(path, headers={"user-agent": "xray-test/1"})
+            return response.status_code
+
+    return asyncio.run(drive())
+
+
+@pytest.fixture
+def xray_helpers() -> Any:
+    """This module (servers and helpers above), for tests: conftest cannot be imported."""
+    import sys
+
+    return sys.modules[__name__]
