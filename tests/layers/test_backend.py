@@ -9,14 +9,13 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, NOT_FOUND, OK, UNKNOWN
+from gatescope.tracing import current
 from layer_helpers import rows, spans_of, tag_keys
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, NOT_FOUND, OK, UNKNOWN
-from gatescope.tracing import current
 
 ENDPOINTS = [{
     "endpoint": "/gw/{id}",
@@ -108,7 +107,7 @@ def test_httpx_sync_views_and_headers(make_telemetry: Any, upstream: Any, root: 
     telemetry = make_telemetry(sample_rate=100, endpoints=ENDPOINTS, tag_host=True,
                                tag_path=True)
     with telemetry.httpx_client(base_url=upstream.url) as client:
-        for span in root(telemetry):
+        for span in root(telemetry):  # noqa: B007 - the root span is checked below
             with telemetry.backend("/items/{id}"):
                 assert client.post("/items/77", content=b"x" * 1024).status_code == 200
             assert client.get("/status/404").status_code == 404
@@ -131,7 +130,7 @@ def test_requests_session(make_telemetry: Any, upstream: Any, root: Any) -> None
     for _ in root(telemetry):
         assert len(session.get(upstream.url + "/bytes/2048").content) == 2048
         assert session.put(upstream.url + "/echo", data=b"abc").status_code == 200
-    [get, put] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]
+    [_get, put] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]
     check_propagated(upstream, put)
     snap = telemetry.metrics()
     assert rows(snap, "client/completed_count") == {("GET", "200"): 1, ("PUT", "200"): 1}
@@ -145,9 +144,10 @@ def test_aiohttp_trace_config(make_telemetry: Any, upstream: Any) -> None:
     async def run() -> None:
         span = telemetry.kit.tracer.start_root("root", KIND_SERVER, None)
         current.set(span)
-        async with aiohttp.ClientSession(trace_configs=[telemetry.aiohttp_trace_config()]) as s:
-            async with s.get(upstream.url + "/bytes/10") as response:
-                assert len(await response.read()) == 10
+        config = telemetry.aiohttp_trace_config()
+        async with aiohttp.ClientSession(trace_configs=[config]) as s, \
+                s.get(upstream.url + "/bytes/10") as response:
+            assert len(await response.read()) == 10
         span.end()
     asyncio.run(run())
     [client_span] = [s for s in spans_of(telemetry) if s.kind == KIND_CLIENT]

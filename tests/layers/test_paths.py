@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gatescope.paths import Endpoint, EndpointResolver, normalize
 
 

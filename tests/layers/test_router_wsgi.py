@@ -10,9 +10,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 import pytest
 from flask import Flask, Response, stream_with_context
-from layer_helpers import rows, spans_of
-
 from gatescope.spans import KIND_SERVER, UNKNOWN
+from layer_helpers import rows, spans_of
 
 
 class _Quiet(WSGIRequestHandler):
