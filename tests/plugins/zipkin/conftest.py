@@ -1,0 +1,195 @@
+"""A Zipkin-like collector on 127.0.0.1 that validates every body against the official
+`ListOfSpans` schema (../shared/reference/zipkin-api/zipkin2-api.yaml), never our own encoder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+
+SPEC = (Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "zipkin-api"
+        / "zipkin2-api.yaml")
+ENDPOINT = "/users/{id}"
+URL_PATTERN = "/u/{id}"
+
+
+def _list_of_spans_validator() -> jsonschema.protocols.Validator:
+    spec = yaml.safe_load(SPEC.read_text())
+    # Swagger 2.0 definitions are JSON Schema draft 4; `$ref`s point at #/definitions/...
+    schema = {"$ref": "#/definitions/ListOfSpans", "definitions": spec["definitions"]}
+    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+
+
+VALIDATOR = _list_of_spans_validator()
+
+
+def validate(body: Any) -> None:
+    """Raise when `body` is not a ListOfSpans (with ipv4/ipv6 formats and full-match ids)."""
+    VALIDATOR.validate(body)
+    for span in body:  # the spec's patterns are unanchored; hold ids to their documented form
+        assert len(span["traceId"]) in (16, 32) and span["traceId"] == span["traceId"].lower()
+        int(span["traceId"], 16)
+        int(span["id"], 16)
+
+
+class FakeZipkin:
+    """Accepts `POST /api/v2/spans` with JSON that validates, answers 202; else 400."""
+
+    def __init__(self) -> None:
+        self.bodies: list[list[dict[str, Any]]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.rejected: list[str] = []
+        self.fail_with: list[int] = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        zipkin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if zipkin.delay:
+                    time.sleep(zipkin.delay)
+                with zipkin.lock:
+                    zipkin.requests.append({"path": self.path, "headers": dict(self.headers)})
+                    forced = zipkin.fail_with.pop(0) if zipkin.fail_with else None
+                if forced is not None:
+                    return self._answer(forced)
+                try:
+                    assert self.path == "/api/v2/spans"
+                    assert self.headers.get("Content-Type", "").startswith("application/json")
+                    spans = json.loads(body)
+                    validate(spans)
+                except Exception as exc:
+                    with zipkin.lock:
+                        zipkin.rejected.append(f"{type(exc).__name__}: {exc}"[:500])
+                    return self._answer(400)
+                with zipkin.lock:
+                    zipkin.bodies.append(spans)
+                self._answer(202)
+
+            def _answer(self, status: int) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/api/v2/spans"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def spans(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [span for body in self.bodies for span in body]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Backend:
+    """A real upstream on 127.0.0.1 answering every GET with `status` and a small JSON body."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b'{"id": 42}'
+                self.send_response(backend.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def zipkin() -> Iterator[FakeZipkin]:
+    server = FakeZipkin()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    server = Backend()
+    yield server
+    server.close()
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def three_layer_request(telemetry: Any, backend: Backend, path: str = "/users/42") -> int:
+    """One request through router (ASGI middleware), pipe and backend (instrumented httpx)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with telemetry.pipe(ENDPOINT), telemetry.backend(URL_PATTERN), \
+                telemetry.async_httpx_client() as client:
+            answer = await client.get(backend.url + scope["path"].replace("/users", "/u"))
+        status = 200 if answer.status_code < 400 else 502
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer.content})
+
+    async def drive() -> int:
+        transport = httpx.ASGITransport(app=telemetry.asgi(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.local") as client:
+            response = await client.get(path)
+            return response.status_code
+
+    return asyncio.run(drive())
+
+
+def layered_document(exporter: dict[str, Any]) -> dict[str, Any]:
+    """A krakend.json with one endpoint and backend, every request sampled."""
+    from gatescope.testing import krakend_config
+
+    return krakend_config(
+        {"zipkin": exporter}, sample_rate=100,
+        endpoints=[{"endpoint": ENDPOINT, "backend": [{"url_pattern": URL_PATTERN}]}],
+    )
+
+
+@pytest.fixture
+def wire() -> ModuleType:
+    """This module: the validator and helpers above, for tests (they cannot import a conftest)."""
+    return sys.modules[__name__]
