@@ -116,9 +116,10 @@ def no_adc(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
                  "CLOUDSDK_CORE_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
-    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
-    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    from google.auth.compute_engine import _metadata
+
+    # google-auth reads NO_GCE_CHECK when it is imported; skip the metadata-server probe.
+    monkeypatch.setattr(_metadata, "_NO_GCE_CHECK", True)
     return monkeypatch
 
 

@@ -7,7 +7,6 @@ import time
 
 import grpc
 import pytest
-
 from gatescope import ExportError
 from gatescope.exporter import ExporterContext
 from gatescope.metrics import COUNT, LATENCY_BOUNDS, MetricsSnapshot, View, ViewData

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import attrs
-
 from gatescope.settings import Problems, host_port, setting, string, string_map
 
 DEFAULT_METRIC_PREFIX = "krakend"
