@@ -264,3 +264,22 @@ def test_a_full_telemetry_run_never_logs_the_secret(gatescope_plugins, stub, cap
     assert SECRET not in caplog.text
     assert SECRET not in json.dumps(stub.requests)
     assert SECRET not in repr(exporter_of(telemetry, "xray").config)
+
+
+def test_a_forked_child_gets_its_own_client_and_still_exports(stub):
+    exporter = make_exporter(stub.endpoint)
+    inherited = exporter._client
+    exporter.after_fork_in_child()
+    assert exporter._client is not inherited
+    exporter.export_spans(spans(2))
+    assert exporter.sent_documents == 2 and len(stub.requests) == 1
+    exporter.shutdown(1)
+
+
+def test_export_after_shutdown_is_refused_without_a_network_call(stub):
+    exporter = make_exporter(stub.endpoint)
+    exporter.shutdown(1)
+    with pytest.raises(ExportError) as info:
+        exporter.export_spans(spans(1))
+    assert info.value.retryable is False and stub.requests == []
+    exporter.shutdown(1)  # idempotent
