@@ -119,17 +119,20 @@ class StubXRay:
         self.status = 200
         self.body: dict[str, Any] = {"UnprocessedTraceSegments": []}
         self.requests: list[dict[str, Any]] = []
+        self.fail_request: int | None = None  # answer this request (0-based) with a 503
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 stub.requests.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
-                payload = json.dumps(stub.body).encode()
-                self.send_response(stub.status)
+                failing = stub.fail_request == len(stub.requests) - 1
+                body = {"__type": "ServiceUnavailableException"} if failing else stub.body
+                payload = json.dumps(body).encode()
+                self.send_response(503 if failing else stub.status)
                 self.send_header("Content-Type", "application/json")
-                if "__type" in stub.body:
-                    self.send_header("x-amzn-ErrorType", stub.body["__type"])
+                if "__type" in body:
+                    self.send_header("x-amzn-ErrorType", body["__type"])
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -283,3 +286,21 @@ def test_export_after_shutdown_is_refused_without_a_network_call(stub):
         exporter.export_spans(spans(1))
     assert info.value.retryable is False and stub.requests == []
     exporter.shutdown(1)  # idempotent
+
+
+def test_a_retried_batch_resumes_after_the_calls_that_succeeded(stub):
+    exporter = make_exporter(stub.endpoint)
+    batch = spans(120)
+    stub.fail_request = 1  # the second call (documents 50..99) fails
+    with pytest.raises(ExportError) as info:
+        exporter.export_spans(batch)
+    assert info.value.retryable
+    stub.fail_request = None
+    exporter.export_spans(batch)  # the core's retry hands over the same batch
+    sent = [json.loads(d)["id"] for r in stub.requests[:1] + stub.requests[2:]
+            for d in r["body"]["TraceSegmentDocuments"]]
+    assert sent == [s.span_id for s in batch]  # each document delivered exactly once
+    assert [len(r["body"]["TraceSegmentDocuments"]) for r in stub.requests] == [50, 50, 50, 20]
+    assert exporter.sent_documents == 120
+    exporter.export_spans(spans(3))  # a different batch starts from its beginning
+    assert len(stub.requests[-1]["body"]["TraceSegmentDocuments"]) == 3

@@ -44,6 +44,7 @@ class XRayExporter(BaseExporter):
         self.period = context.period(self.default_period)
         self._warn = RateLimitedLog(self.log, self.period)
         self._client: Any = None
+        self._partial: tuple[Sequence[SpanRecord], int] | None = None  # batch, documents sent
         self._lock = threading.Lock()
         self.sent_documents = 0
         self.unprocessed_documents = 0
@@ -63,20 +64,26 @@ class XRayExporter(BaseExporter):
         if client is None:
             raise ExportError("xray exporter is not started", retryable=False)
         documents = self.encoder.encode_batch(spans)
+        # The core retries a failed batch with the same object: skip the calls that succeeded.
+        done = self._partial[1] if self._partial is not None and self._partial[0] is spans else 0
+        self._partial = None
         accepted = 0
         rejected: list[dict[str, Any]] = []
-        for chunk in chunks(documents):
+        for chunk in chunks(documents[done:]):
             try:
                 response = client.put_trace_segments(TraceSegmentDocuments=list(chunk))
             except Exception as exc:
+                if done:
+                    self._partial = (spans, done)
                 raise export_error(exc, self.redact) from None
-            self.calls += 1
+            done += len(chunk)
             unprocessed = response.get("UnprocessedTraceSegments") or []
             rejected.extend(unprocessed)
             accepted += len(chunk) - len(unprocessed)
-        with self._lock:
-            self.sent_documents += accepted
-            self.unprocessed_documents += len(rejected)
+            with self._lock:
+                self.calls += 1
+                self.sent_documents += len(chunk) - len(unprocessed)
+                self.unprocessed_documents += len(unprocessed)
         if rejected:
             self._report(rejected, len(documents))
             if accepted == 0:
