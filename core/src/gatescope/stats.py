@@ -1,4 +1,9 @@
-"""KrakenD's default views and gatescope's own lock-light aggregation of them."""
+"""KrakenD's default views and gatescope's own lock-light aggregation of them.
+
+Rows are plain lists in a single process. With `GATESCOPE_MULTIPROC_DIR` set (gunicorn, uvicorn
+`--workers N`), rows are double arrays inside this process's mmap file (`gatescope.multiproc`):
+the record path is the same code, and snapshots sum every worker's file.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from gatescope import multiproc
 from gatescope.metrics import (
     COUNT,
     DISTRIBUTION,
@@ -106,28 +112,41 @@ class ViewAggregator:
     """Rows of one view; mutated only under its group's lock."""
 
     __slots__ = ("bounds", "cap", "folded", "key_of", "nbuckets", "overflow", "rows",
-                 "start_ns", "value", "view")
+                 "start_ns", "store", "value", "view")
 
-    def __init__(self, view: View, indexes: tuple[int, ...], value: int | None, cap: int) -> None:
+    def __init__(self, view: View, indexes: tuple[int, ...], value: int | None, cap: int,
+                 store: multiproc.ProcessFile | None = None) -> None:
         self.view = view
         self.key_of = _key_getter(indexes)
         self.value = value
         self.bounds = view.bounds
         self.nbuckets = len(view.bounds) + 1
-        self.rows: dict[tuple[str, ...], list[Any]] = {}
+        self.rows: dict[tuple[str, ...], Any] = {}  # list, or doubles in the mmap file
         self.cap = cap
         self.overflow = (OVERFLOW_TAG_VALUE,) * len(indexes)
         self.folded = 0
         self.start_ns = time.time_ns()
+        self.attach(store)
 
-    def new_row(self, key: tuple[str, ...]) -> tuple[tuple[str, ...], list[Any]]:
+    def attach(self, store: multiproc.ProcessFile | None) -> None:
+        """Keep rows in `store` (a fresh, empty set) or, with None, keep the current ones."""
+        self.store = store
+        if store is not None:
+            self.rows = {}
+            self.folded = 0
+            store.define(self.view, self.start_ns)
+
+    def new_row(self, key: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
         if len(self.rows) >= self.cap:
             self.folded += 1
             key = self.overflow
-            row = self.rows.get(key)
-            if row is not None:
-                return key, row
-        row = [0] if self.value is None else [0, 0.0, 0.0, float("inf"), float("-inf")] + [0] * self.nbuckets
+            existing = self.rows.get(key)
+            if existing is not None:
+                return key, existing
+        row: Any = [0] if self.value is None else \
+            [0, 0.0, 0.0, float("inf"), float("-inf")] + [0] * self.nbuckets
+        if self.store is not None:
+            row = self.store.row(self.view, key, row)
         self.rows[key] = row
         return key, row
 
@@ -135,13 +154,13 @@ class ViewAggregator:
         rows: dict[tuple[str, ...], Any] = {}
         for key, row in self.rows.items():
             if self.value is None:
-                rows[key] = row[0]
+                rows[key] = int(row[0])
             else:
-                count, total, squares = row[0], row[1], row[2]
+                count, total, squares = int(row[0]), row[1], row[2]
                 ssd = max(0.0, squares - total * total / count) if count else 0.0
                 rows[key] = DistributionValue(
                     count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
-                    tuple(row[5:]),
+                    tuple(int(b) for b in row[5:]),
                 )
         return ViewData(self.view, self.start_ns, rows)
 
@@ -150,7 +169,7 @@ class LayerRecorder:
     """Records one HTTP exchange into every view of a group under a single lock."""
 
     def __init__(self, specs: Iterable[_ViewSpec], tag_names: tuple[str, ...],
-                 options: TagOptions, cap: int) -> None:
+                 options: TagOptions, cap: int, store: multiproc.ProcessFile | None = None) -> None:
         self._lock = threading.Lock()
         self.views: list[ViewAggregator] = []
         for spec in specs:
@@ -162,7 +181,7 @@ class LayerRecorder:
                 if spec.aggregation == DISTRIBUTION else (),
                 measure=spec.measure,
             )
-            self.views.append(ViewAggregator(view, indexes, spec.value, cap))
+            self.views.append(ViewAggregator(view, indexes, spec.value, cap, store))
         self._counts = [v for v in self.views if v.value is None]
         self._dists = [v for v in self.views if v.value is not None]
 
@@ -200,17 +219,25 @@ class LayerRecorder:
         with self._lock:
             return {agg.view.name: agg.folded for agg in self.views if agg.folded}
 
-    def reset_after_fork(self) -> None:
+    def reset_after_fork(self, store: multiproc.ProcessFile | None = None) -> None:
+        """In a forked child: a fresh lock and, in multi-process mode, its own empty file."""
         self._lock = threading.Lock()
+        if store is not None:
+            for agg in self.views:
+                agg.attach(store)
 
 
 class Stats:
     """The two recorder groups plus extra view providers (self-telemetry)."""
 
-    def __init__(self, options: TagOptions = TagOptions(), max_tag_sets: int = 2000) -> None:
+    def __init__(self, options: TagOptions = TagOptions(), max_tag_sets: int = 2000,
+                 multiprocess_dir: str | None = None) -> None:
         self.options = options
-        self.server = LayerRecorder(SERVER_VIEWS, SERVER_TAGS, options, max_tag_sets)
-        self.client = LayerRecorder(CLIENT_VIEWS, CLIENT_TAGS, options, max_tag_sets)
+        directory = multiprocess_dir or multiproc.configured_directory()
+        self.directory = multiproc.Directory(directory) if directory else None
+        self.store = multiproc.ProcessFile(directory) if directory else None
+        self.server = LayerRecorder(SERVER_VIEWS, SERVER_TAGS, options, max_tag_sets, self.store)
+        self.client = LayerRecorder(CLIENT_VIEWS, CLIENT_TAGS, options, max_tag_sets, self.store)
         self._providers: list[Callable[[], Iterable[ViewData]]] = []
 
     def add_provider(self, provider: Callable[[], Iterable[ViewData]]) -> None:
@@ -219,8 +246,16 @@ class Stats:
     def views(self) -> list[View]:
         return [a.view for a in self.server.views + self.client.views]
 
+    @property
+    def multiprocess(self) -> bool:
+        return self.directory is not None
+
     def snapshot(self) -> MetricsSnapshot:
-        views = self.server.snapshot() + self.client.snapshot()
+        """Every view now; in multi-process mode summed over every worker, live or dead."""
+        if self.directory is None:
+            views = self.server.snapshot() + self.client.snapshot()
+        else:
+            views = self.directory.collect().view_data(self.views())
         for provider in self._providers:
             views.extend(provider())
         return MetricsSnapshot(time.time_ns(), tuple(views))
@@ -229,5 +264,8 @@ class Stats:
         return {**self.server.folded(), **self.client.folded()}
 
     def reset_after_fork(self) -> None:
-        self.server.reset_after_fork()
-        self.client.reset_after_fork()
+        if self.directory is not None:
+            self.store = multiproc.ProcessFile(self.directory.path)
+            self.directory = multiproc.Directory(self.directory.path)
+        self.server.reset_after_fork(self.store)
+        self.client.reset_after_fork(self.store)
