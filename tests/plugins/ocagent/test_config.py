@@ -82,12 +82,6 @@ def test_header_values_are_secrets(registry):
      f"{PATH}.headers: expected an object of strings, got a value of the wrong type"),
     ({"address": "h:1", "headers": {"token": 12345}},
      f'{PATH}.headers: expected an object of strings, "token" is not a string'),
-    ({"address": "h:1", "headers": {"bad name": "v"}},
-     f"{PATH}.headers.bad name: not a valid gRPC metadata name (letters, digits, '-', '_', '.')"),
-    ({"address": "h:1", "headers": {"grpc-timeout": "1S"}},
-     f"{PATH}.headers.grpc-timeout: names starting with grpc- are reserved"),
-    ({"address": "h:1", "headers": {"x": "line\nbreak"}},
-     f"{PATH}.headers.x: value must be printable ASCII (use a name ending in -bin for other text)"),
     ({"address": "h:1", "endpoint": "x"}, f"{PATH}.endpoint: unknown key"),
 ])
 def test_bad_values_name_their_path(registry, keys, expected):
@@ -125,3 +119,25 @@ def test_schema_examples_of_every_version_are_accepted(registry):
         config = section(registry, **keys)
         assert config.target == "localhost:55678", version
         assert config.headers == {"header1": "value1"}, version
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"bad name": "v"},
+     "headers.bad name: not a valid gRPC metadata name (letters, digits, '-', '_', '.')"),
+    ({"grpc-timeout": "1S"}, "headers.grpc-timeout: names starting with grpc- are reserved"),
+    ({"x": "line\nbreak"},
+     "headers.x: value must be printable ASCII (use a name ending in -bin for other text)"),
+])
+def test_headers_grpc_refuses_are_accepted_by_config_and_refused_at_start(registry, headers,
+                                                                          expected):
+    import logging
+
+    from gatescope.exporter import ExporterContext, ExporterStartError
+    from gatescope_ocagent import OcagentExporter
+
+    config = section(registry, address="h:1", headers=headers)  # the schema accepts any object
+    exporter = OcagentExporter(config, ExporterContext("s", 0, logging.getLogger("t"), list))
+    with pytest.raises(ExporterStartError) as info:
+        exporter.start()
+    assert expected in str(info.value)
+    assert "break" not in str(info.value)

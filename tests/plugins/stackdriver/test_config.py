@@ -58,6 +58,11 @@ def test_empty_prefix_means_krakends_default(registry):
     assert section(registry, metric_prefix="").effective_metric_prefix == "krakend"
 
 
+def test_empty_label_names_are_accepted_and_left_out(registry):
+    config = section(registry, default_labels={"": "x", "env": "prod"})
+    assert config.labels == {"env": "prod"}
+
+
 def test_endpoint_is_a_reported_extension(registry):
     config = load(registry, {"project_id": "p", "endpoint": "[::1]:8085"})
     assert config.exporters[0].config.target == "[::1]:8085"
@@ -71,7 +76,6 @@ def test_endpoint_is_a_reported_extension(registry):
      f'{PATH}.default_labels: expected an object of strings, got "env=prod"'),
     ({"default_labels": {"env": 1}},
      f'{PATH}.default_labels: expected an object of strings, "env" is 1'),
-    ({"default_labels": {"": "x"}}, f"{PATH}.default_labels: label names must not be empty"),
     ({"endpoint": "localhost"}, f'{PATH}.endpoint: expected "host:port", got "localhost"'),
     ({"metrics_prefix": "krakend"},
      f'{PATH}.metrics_prefix: unknown key (did you mean "metric_prefix"?)'),

@@ -42,17 +42,22 @@ class OcagentConfig:
         doc="wait before reconnecting after the agent became unreachable")
 
     def validate(self, path: str, problems: Problems, present: frozenset[str]) -> None:
+        return None  # the schema accepts any header; `header_problems` is checked at start()
+
+    def header_problems(self) -> list[str]:
+        """Headers gRPC would refuse on every call, named by key (values are secrets)."""
+        found = []
         for name, value in self.headers.items():
             key = name.lower()
             if not HEADER_NAME.match(key):
-                problems.add(f"{path}.headers.{name}",
-                             "not a valid gRPC metadata name (letters, digits, '-', '_', '.')")
+                found.append(f"headers.{name}: not a valid gRPC metadata name "
+                             "(letters, digits, '-', '_', '.')")
             elif key.startswith("grpc-"):
-                problems.add(f"{path}.headers.{name}", "names starting with grpc- are reserved")
+                found.append(f"headers.{name}: names starting with grpc- are reserved")
             elif not key.endswith("-bin") and not HEADER_VALUE.match(value):
-                problems.add(f"{path}.headers.{name}",
-                             "value must be printable ASCII (use a name ending in -bin for "
-                             "other text)")
+                found.append(f"headers.{name}: value must be printable ASCII (use a name ending "
+                             "in -bin for other text)")
+        return found
 
     @property
     def target(self) -> str:

@@ -72,6 +72,10 @@ class OcagentExporter(BaseExporter):
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        problems = self.config.header_problems()
+        if problems:
+            raise ExporterStartError("ocagent: gRPC would refuse these headers: "
+                                     + "; ".join(problems))
         try:
             self._protos = agent_protos()
         except ProtoUnavailable as exc:

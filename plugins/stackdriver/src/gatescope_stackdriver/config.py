@@ -26,9 +26,12 @@ class StackdriverConfig:
             "Google's (emulators and tests); no credentials are sent to it")
 
     def validate(self, path: str, problems: Problems, present: frozenset[str]) -> None:
-        for key in self.default_labels:
-            if not key:
-                problems.add(f"{path}.default_labels", "label names must not be empty")
+        return None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """`default_labels` without empty names (Cloud Monitoring refuses those)."""
+        return {key: value for key, value in self.default_labels.items() if key}
 
     @property
     def effective_metric_prefix(self) -> str:

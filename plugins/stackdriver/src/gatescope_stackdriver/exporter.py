@@ -110,7 +110,7 @@ class StackdriverExporter(BaseExporter):
         client = self._monitoring
         if client is None:
             raise ExportError("stackdriver exporter is not started", retryable=False)
-        labels = self.config.default_labels
+        labels = self.config.labels
         series: list[Any] = []
         failures: list[ExportError] = []
         for data in snapshot.views:
@@ -145,7 +145,7 @@ class StackdriverExporter(BaseExporter):
         kind = metrics.value_type(data)
         descriptor = metrics.descriptor(descriptor_class, self.project,
                                         self.config.effective_metric_prefix, data,
-                                        self.config.default_labels, kind)
+                                        self.config.labels, kind)
         request = monitoring_v3.CreateMetricDescriptorRequest(
             name=f"projects/{self.project}", metric_descriptor=descriptor)
         try:
