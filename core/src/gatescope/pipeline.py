@@ -60,11 +60,15 @@ class ExporterWorker:
 
     def offer(self, batch: Sequence[SpanRecord]) -> None:
         with self._cond:
-            if self.pending + len(batch) > self.capacity:
-                self.failed += len(batch)
+            room = self.capacity - self.pending
+            if len(batch) > room:  # keep what fits, drop (and count) the rest
+                lost = len(batch) - max(room, 0)
+                self.failed += lost
                 self._warn.warning(f"{self.name}:full", "gatescope: exporter %r is behind; "
-                                   "dropped %d spans (its queue is full)", self.name, len(batch))
-                return
+                                   "dropped %d spans (its queue is full)", self.name, lost)
+                if room <= 0:
+                    return
+                batch = batch[:room]
             self._batches.append(batch)
             self.pending += len(batch)
             self._cond.notify()
@@ -169,7 +173,11 @@ class Pipeline:
 
     def add(self, exporter: Any, name: str, period: float | None,
             snapshot: Callable[[], MetricsSnapshot]) -> ExporterWorker:
-        worker = ExporterWorker(exporter, name, self.capacity, self.timeout, period, snapshot,
+        # an exporter may hold fewer spans than the queue (e.g. jaeger's buffer_max_count)
+        limit = getattr(exporter, "max_pending_spans", None)
+        capacity = min(self.capacity, limit) if isinstance(limit, int) and limit > 0 \
+            else self.capacity
+        worker = ExporterWorker(exporter, name, capacity, self.timeout, period, snapshot,
                                 self._warn)
         self.workers.append(worker)
         return worker
