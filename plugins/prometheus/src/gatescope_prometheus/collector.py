@@ -121,15 +121,21 @@ class SnapshotCollector:
         return family
 
 
-def build_registry(snapshot: Callable[[], MetricsSnapshot], namespace: str) -> CollectorRegistry:
-    """gatescope's views plus process and Python runtime metrics, as KrakenD adds process/go."""
+def runtime_registry() -> CollectorRegistry:
+    """Process and Python runtime metrics, as KrakenD serves `process_*` and `go_*`."""
     from prometheus_client.gc_collector import GCCollector
     from prometheus_client.platform_collector import PlatformCollector
     from prometheus_client.process_collector import ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot, namespace))  # type: ignore[arg-type]
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+    return registry
+
+
+def build_registry(snapshot: Callable[[], MetricsSnapshot], namespace: str) -> CollectorRegistry:
+    """A registry with gatescope's views (for users serving them from their own endpoint)."""
+    registry = runtime_registry()
+    registry.register(SnapshotCollector(snapshot, namespace))  # type: ignore[arg-type]
     return registry

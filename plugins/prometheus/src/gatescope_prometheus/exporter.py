@@ -11,9 +11,10 @@ from gatescope import METRICS, BaseExporter, ExporterContext, ExporterStartError
 from gatescope.multiproc import configured_directory, directory_lock, pid_alive
 from prometheus_client.exposition import generate_latest
 
-from gatescope_prometheus.collector import build_registry
+from gatescope_prometheus.collector import runtime_registry
 from gatescope_prometheus.config import PrometheusConfig
 from gatescope_prometheus.server import MetricsServer
+from gatescope_prometheus.text import TextRenderer
 
 STANDBY_INTERVAL = 1.0  # seconds between a standby worker's attempts to take the port over
 
@@ -29,7 +30,8 @@ class PrometheusExporter(BaseExporter):
 
     def __init__(self, config: PrometheusConfig, context: ExporterContext) -> None:
         super().__init__(config, context)
-        self.registry = build_registry(context.metrics, config.namespace)
+        self.views = TextRenderer(config.namespace)
+        self.runtime = runtime_registry()
         self.directory = configured_directory()
         self.server: MetricsServer | None = None
         self._thread: threading.Thread | None = None
@@ -46,8 +48,9 @@ class PrometheusExporter(BaseExporter):
         return server.port if server is not None else None
 
     def render(self) -> bytes:
-        """One scrape's body (text format 0.0.4)."""
-        return generate_latest(self.registry)
+        """One scrape's body (text format 0.0.4): gatescope's views, then process/Python metrics."""
+        views = self.views.render(self.context.metrics()).encode()
+        return views + generate_latest(self.runtime)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
