@@ -139,3 +139,17 @@ def _context():
     from gatescope import ExporterContext
 
     return ExporterContext("k", 0, logging.getLogger("t"), lambda: None)
+
+
+def test_buffer_max_count_is_enforced_by_the_pipeline(gatescope_plugins):
+    from gatescope.spans import SpanRecord
+    from gatescope.testing import krakend_config
+
+    telemetry = gatescope_plugins.telemetry(krakend_config(
+        {"jaeger": {"endpoint": URL, "service_name": "k", "buffer_max_count": 5}}), start=False)
+    [worker] = [w for w in telemetry.pipeline.workers if w.name == "jaeger"]
+    spans = [SpanRecord(f"s{i}", "1" * 32, f"{i + 1:016x}", None, 0, 1, 2, {}) for i in range(8)]
+    worker.offer(spans)  # not started: nothing drains, so the exporter's buffer fills
+    assert (worker.pending, worker.failed) == (5, 3)
+    worker.offer(spans[:1])
+    assert (worker.pending, worker.failed) == (5, 4)
