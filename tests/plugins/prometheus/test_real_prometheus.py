@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -75,10 +76,8 @@ def test_prometheus_scrapes_krakend_metrics(gatescope_plugins, prometheus_for) -
         base = f"http://127.0.0.1:{server.server_port}"
         for i in range(REQUESTS):
             path = "/missing" if i % 5 == 0 else "/hello"
-            try:
+            with contextlib.suppress(urllib.error.HTTPError):
                 urllib.request.urlopen(base + path, timeout=5).read()
-            except urllib.error.HTTPError:
-                pass
         deadline = time.monotonic() + 20
         total = 0.0
         while time.monotonic() < deadline:
