@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from gatescope.config import LEGACY_NAMESPACE, NAMESPACE, ConfigUnreadable, Layers, load_config
 from gatescope.plugins import default_registry
 from gatescope.settings import ConfigError

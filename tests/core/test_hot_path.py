@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gatescope import propagation
 from gatescope.metrics import LATENCY_BOUNDS, OVERFLOW_TAG_VALUE, SIZE_BOUNDS
 from gatescope.propagation import TraceContext

@@ -6,7 +6,6 @@ import threading
 import time
 
 import attrs
-
 from gatescope import TRACES, BaseExporter, ExportError, hookimpl
 from gatescope.pipeline import Pipeline
 from gatescope.spans import KIND_SERVER, SpanRecord

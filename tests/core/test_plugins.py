@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from gatescope.config import NAMESPACE, load_config
 from gatescope.plugins import build_registry, listing, load_plugins
 from gatescope.settings import ConfigError

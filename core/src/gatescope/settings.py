@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -14,7 +15,10 @@ COMMENT_KEY = re.compile(r"^[@$_#]")
 DURATION = re.compile(r"^([0-9]+)(ns|ms|us|µs|s|m|h)\Z")
 _DURATION_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
                 "h": 3600 * 10**9}
-SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|access_key|credential)")
+SECRET_NAME = re.compile(
+    r"(?i)(password|passwd|secret|token|api[-_]?key|access[-_]?key|credential|authorization|"
+    r"cookie|signature|private)"
+)
 REDACTED = "***"
 MAX_INT64 = 2**63 - 1
 
@@ -161,7 +165,7 @@ def string_map(value: Any) -> dict[str, str]:
         raise ValueError(f"expected an object of strings, got {describe(value)}")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise ValueError(f'expected an object of strings, "{key}" is {describe(item)}')
+            raise ValueError(f'expected an object of strings, "{key}" is not a string (got {describe(item)})')
     return dict(value)
 
 
@@ -178,9 +182,12 @@ def scalar_map(value: Any) -> dict[str, str]:
         elif item is None:
             out[key] = ""
         else:
-            import json
-
-            out[key] = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+            try:
+                out[key] = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+            except (RecursionError, ValueError) as exc:
+                raise ValueError(
+                    f'expected an object of scalars, "{key}" cannot be rendered: {exc}'
+                ) from None
     return out
 
 
@@ -231,6 +238,18 @@ def _redact(value: Any) -> str:
     return REDACTED if value not in (None, "", {}, ()) else repr(value)
 
 
+def _safe(value: Any) -> Any:
+    """Mapping values under secret-looking keys (`x-api-key`, `token`, ...) redacted."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if isinstance(k, str) and is_secret_name(k) else _safe(v)
+                for k, v in value.items()}
+    return value
+
+
+def _safe_repr(value: Any) -> str:
+    return repr(_safe(value))
+
+
 def setting(
     kind: Kind,
     *,
@@ -245,8 +264,7 @@ def setting(
     """Declare one key of a config section; `extension` marks keys KrakenD does not know."""
     spec = SettingSpec(kind, key, required, secret, extension, doc)
     kwargs: dict[str, Any] = {"metadata": {_META: spec}}
-    if secret:
-        kwargs["repr"] = _redact
+    kwargs["repr"] = _redact if secret else _safe_repr
     if factory is not None:
         kwargs["factory"] = factory
     elif default is not attrs.NOTHING:
@@ -299,8 +317,10 @@ def parse_section(
             values[attribute.name] = spec.kind(raw)
         except ValueError as exc:
             message = str(exc)
-            if spec.secret:
-                message = message.split(", got ")[0] + ", got a value of the wrong type"
+            if spec.secret:  # name the key, never echo any part of a secret's value
+                message = re.sub(r" \(got .*\)$", "", message)
+                if ", got " in message:
+                    message = message.split(", got ")[0] + ", got a value of the wrong type"
             problems.add(join_path(path, key), message)
     for key, (_, spec) in table.items():
         if spec.required and key not in data:
@@ -326,10 +346,8 @@ def effective(instance: Any) -> dict[str, Any]:
     for key, (attribute, spec) in specs(type(instance)).items():
         value = getattr(instance, attribute.name)
         if spec.secret or is_secret_name(key):
-            value = _redact(value) if not isinstance(value, Mapping) else {
-                k: REDACTED for k in value
-            }
-        out[key] = _jsonable(value)
+            value = {k: REDACTED for k in value} if isinstance(value, Mapping) else _redact(value)
+        out[key] = _jsonable(_safe(value))
     return out
 
 

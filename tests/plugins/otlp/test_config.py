@@ -120,7 +120,7 @@ def test_http_endpoint_path_prefix_is_kept() -> None:
      "TLS); use it only with host:port"),
     ({"service_name": ""}, f"{SECTION}.service_name: expected a non-empty string"),
     ({"resource_attributes": {"k": 1}},
-     f'{SECTION}.resource_attributes: expected an object of strings, "k" is 1'),
+     f'{SECTION}.resource_attributes: expected an object of strings, "k" is not a string (got 1)'),
     ({"traces": False, "metrics": False},
      f'{SECTION}: nothing to export: "traces" and "metrics" are both false'),
     ({"endpiont": "http://x"}, f'{SECTION}.endpiont: unknown key (did you mean "endpoint"?)'),

@@ -75,7 +75,7 @@ def test_endpoint_is_a_reported_extension(registry):
     ({"default_labels": "env=prod"},
      f'{PATH}.default_labels: expected an object of strings, got "env=prod"'),
     ({"default_labels": {"env": 1}},
-     f'{PATH}.default_labels: expected an object of strings, "env" is 1'),
+     f'{PATH}.default_labels: expected an object of strings, "env" is not a string (got 1)'),
     ({"endpoint": "localhost"}, f'{PATH}.endpoint: expected "host:port", got "localhost"'),
     ({"metrics_prefix": "krakend"},
      f'{PATH}.metrics_prefix: unknown key (did you mean "metric_prefix"?)'),
