@@ -114,6 +114,9 @@ class TelemetryTransport(httpx.BaseTransport):
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
+        if response.is_closed:  # already read by the transport (MockTransport, caches)
+            call.finish(response.status_code, len(response.content))
+            return response
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _CountingResponseStream(response.stream, call, response.status_code)
         return response
@@ -140,6 +143,9 @@ class AsyncTelemetryTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
+        if response.is_closed:  # already read by the transport (MockTransport, caches)
+            call.finish(response.status_code, len(response.content))
+            return response
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _AsyncCountingResponseStream(response.stream, call, response.status_code)
         return response
