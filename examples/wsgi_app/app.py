@@ -1,6 +1,7 @@
 """Plain WSGI quick start: no framework, so the endpoint templates are passed explicitly."""
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from wsgiref.simple_server import make_server
@@ -24,9 +25,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8000)
     logging.basicConfig(level=logging.INFO)
-    with make_server("127.0.0.1", parser.parse_args().port, app) as server:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    with make_server("127.0.0.1", parser.parse_args().port, app) as server, \
+            contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
     telemetry.shutdown(5)
