@@ -1,0 +1,219 @@
+"""The apps under test: one scenario (router, gateway) wrapped by each instrumentation variant."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+VARIANTS = ("bare", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on")
+SCENARIOS = ("router", "gateway")
+UPSTREAM_URL = "http://upstream.local/items/42"
+
+
+@dataclass
+class Variant:
+    """A ready ASGI app plus what must be stopped after the run."""
+
+    name: str
+    scenario: str
+    app: Any
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+class UdpSink:
+    """A local UDP socket that drains and counts datagrams (the jaeger agent stand-in)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="udp-sink", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.datagrams += 1
+            self.bytes += len(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def upstream_app() -> Starlette:
+    """The in-process upstream the gateway calls through httpx.ASGITransport."""
+
+    async def item(request: Request) -> Response:
+        return JSONResponse({"id": request.path_params["id"], "name": "widget", "price": 12.5})
+
+    return Starlette(routes=[Route("/items/{id}", item)])
+
+
+def _router_app() -> Starlette:
+    async def user(request: Request) -> Response:
+        return PlainTextResponse("hello " + request.path_params["id"])
+
+    return Starlette(routes=[Route("/users/{id}", user)])
+
+
+def _gateway_app(client: httpx.AsyncClient, pipe: Callable[[Any], Any] | None = None,
+                 backend: Any = None) -> Starlette:
+    async def merge(request: Request) -> Response:
+        if backend is not None:
+            async with backend:
+                upstream = await client.get(UPSTREAM_URL)
+        else:
+            upstream = await client.get(UPSTREAM_URL)
+        return JSONResponse({"user": request.path_params["id"], "item": upstream.json()})
+
+    handler = pipe(merge) if pipe is not None else merge
+    return Starlette(routes=[Route("/users/{id}", handler)])
+
+
+def _prometheus_client_middleware(app: Any) -> Any:
+    """The minimal hand-written prometheus_client middleware: one counter, one histogram."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "Requests", ("method", "status"), registry=registry)
+    latency = Histogram("http_request_duration_seconds", "Latency", ("method",), registry=registry)
+    perf = time.perf_counter
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        start = perf()
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:
+            method = scope["method"]
+            requests.labels(method, str(status[0])).inc()
+            latency.labels(method).observe(perf() - start)
+
+    return middleware
+
+
+def _gatescope(rate: int, sink: UdpSink | None) -> Any:
+    from gatescope.runtime import Telemetry
+
+    exporters: dict[str, Any] = {"prometheus": {"port": 0, "listen_ip": "127.0.0.1",
+                                                "tag_method": True, "tag_statuscode": True}}
+    if sink is not None:
+        exporters["jaeger"] = {"service_name": "bench", "agent_endpoint": f"127.0.0.1:{sink.port}"}
+    document = {"version": 3, "name": "bench", "extra_config": {"telemetry/opencensus": {
+        "sample_rate": rate, "reporting_period": 0, "exporters": exporters}}}
+    return Telemetry.from_dict(document)
+
+
+def _otel(sampled: bool) -> tuple[Any, Any, Callable[[], None]]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    class NullExporter(SpanExporter):
+        """Accepts every batch; the SDK still builds, batches and hands over every span."""
+
+        spans = 0
+
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            NullExporter.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider(sampler=ALWAYS_ON if sampled else ParentBased(ALWAYS_OFF))
+    tracer_provider.add_span_processor(BatchSpanProcessor(NullExporter()))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+
+    def close() -> None:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+    return tracer_provider, meter_provider, close
+
+
+def build(scenario: str, name: str) -> Variant:
+    """Build the `scenario` app wrapped by the instrumentation variant `name`."""
+    closers: list[Callable[[], Any]] = []
+    upstream = httpx.ASGITransport(app=upstream_app())
+    telemetry = None
+    otel: tuple[Any, Any, Callable[[], None]] | None = None
+    if name.startswith("gatescope-"):
+        rate = int(name.split("-")[1])
+        sink = UdpSink() if rate else None
+        telemetry = _gatescope(rate, sink)
+        closers.append(lambda: telemetry.shutdown(5))
+        if sink is not None:
+            closers.append(sink.close)
+    elif name.startswith("otel-"):
+        otel = _otel(name == "otel-on")
+        closers.append(otel[2])
+    elif name not in ("bare", "prometheus_client"):
+        raise ValueError(f"unknown variant {name!r}")
+
+    if scenario == "router":
+        app: Any = _router_app()
+    elif scenario == "gateway":
+        transport: Any = upstream
+        if telemetry is not None:
+            transport = telemetry.async_httpx_transport(upstream)
+        client = httpx.AsyncClient(transport=transport)
+        if otel is not None:
+            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+            HTTPXClientInstrumentor.instrument_client(client, tracer_provider=otel[0],
+                                                      meter_provider=otel[1])
+        pipe = telemetry.pipe("/users/{id}") if telemetry is not None else None
+        backend = telemetry.backend("/items/{id}") if telemetry is not None else None
+        app = _gateway_app(client, pipe, backend)
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+
+    if telemetry is not None:
+        app = telemetry.asgi(app)
+    elif otel is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app = OpenTelemetryMiddleware(app, tracer_provider=otel[0], meter_provider=otel[1])
+    elif name == "prometheus_client":
+        app = _prometheus_client_middleware(app)
+    return Variant(name, scenario, app, closers)
