@@ -45,7 +45,8 @@ def effective_config(backend_url: str, metrics_port: int | None) -> dict[str, An
             backend["host"] = [backend_url]
     if metrics_port is not None:
         exporters = document["extra_config"]["telemetry/opencensus"]["exporters"]
-        exporters["prometheus"] = {"listen_ip": "127.0.0.1", "port": metrics_port}
+        exporters["prometheus"] = {"listen_ip": "127.0.0.1", "port": metrics_port, "namespace": "krakend",
+                                   "tag_statuscode": True}
     return document
 
 
