@@ -165,8 +165,18 @@ class ViewAggregator:
         return ViewData(self.view, self.start_ns, rows)
 
 
+# Distinct (host, path, method, status) shapes whose resolved rows are cached per recorder;
+# beyond it the cache restarts (rows are kept: only the shortcuts to them are dropped).
+MAX_CELLS = 4096
+
+# A cell: every view's row for one raw record shape, resolved once: (count rows, the
+# distribution row of each measure in REQUEST_BYTES, RESPONSE_BYTES, LATENCY order, the
+# aggregators that fold this shape into their overflow row).
+_Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[ViewAggregator, ...]]
+
+
 class LayerRecorder:
-    """Records one HTTP exchange into every view of a group under a single lock."""
+    """Records one HTTP exchange into every view of a group: one dict lookup, then one lock."""
 
     def __init__(self, specs: Iterable[_ViewSpec], tag_names: tuple[str, ...],
                  options: TagOptions, cap: int, store: multiproc.ProcessFile | None = None) -> None:
@@ -182,34 +192,83 @@ class LayerRecorder:
                 measure=spec.measure,
             )
             self.views.append(ViewAggregator(view, indexes, spec.value, cap, store))
-        self._counts = [v for v in self.views if v.value is None]
-        self._dists = [v for v in self.views if v.value is not None]
+        measured = sorted(agg.value for agg in self.views if agg.value is not None)
+        if measured != [REQUEST_BYTES, RESPONSE_BYTES, LATENCY]:
+            raise ValueError("a recorder needs exactly one distribution view per measure")
+        self._bounds = tuple(next(agg.bounds for agg in self.views if agg.value == measure)
+                             for measure in measured)
+        self._cells: dict[tuple[str, str, str, str], _Cell] = {}
+
+    def _cell(self, values: tuple[str, str, str, str]) -> _Cell:
+        """Resolve (creating rows as needed, under the cap) every view's row for `values`."""
+        counts: list[Any] = []
+        distributions: list[Any] = [None, None, None]
+        folded: list[ViewAggregator] = []
+        for agg in self.views:
+            key = agg.key_of(values)
+            row = agg.rows.get(key)
+            if row is None:
+                if len(agg.rows) >= agg.cap:
+                    folded.append(agg)  # counted per record below, not once per cell
+                    row = agg.rows.get(agg.overflow)
+                    if row is None:
+                        _, row = agg.new_row(key)
+                        agg.folded -= 1
+                else:
+                    _, row = agg.new_row(key)
+            if agg.value is None:
+                counts.append(row)
+            else:
+                distributions[agg.value] = row
+        cell: _Cell = (tuple(counts), *distributions, tuple(folded))
+        cells = self._cells
+        if len(cells) >= MAX_CELLS:
+            cells.clear()
+        cells[values] = cell
+        return cell
 
     def record(self, host: str, path: str, method: str, status: str,
                request_bytes: float, response_bytes: float, latency_ms: float) -> None:
+        """The hot path: unrolled over the three measures (bisect once each, no per-view work)."""
         values = (host, path, method, status)
-        measures = (request_bytes, response_bytes, latency_ms)
+        request_bounds, response_bounds, latency_bounds = self._bounds
         with self._lock:
-            for agg in self._counts:
-                key = agg.key_of(values)
-                row = agg.rows.get(key)
-                if row is None:
-                    key, row = agg.new_row(key)
+            cell = self._cells.get(values)
+            if cell is None:
+                cell = self._cell(values)
+            counts, request_row, response_row, latency_row, folded = cell
+            for row in counts:
                 row[0] += 1
-            for agg in self._dists:
-                key = agg.key_of(values)
-                row = agg.rows.get(key)
-                if row is None:
-                    key, row = agg.new_row(key)
-                v = measures[agg.value]  # type: ignore[index]
-                row[0] += 1
-                row[1] += v
-                row[2] += v * v
-                if v < row[3]:
-                    row[3] = v
-                if v > row[4]:
-                    row[4] = v
-                row[5 + bisect_right(agg.bounds, v)] += 1
+            row, v = request_row, request_bytes
+            row[0] += 1
+            row[1] += v
+            row[2] += v * v
+            if v < row[3]:
+                row[3] = v
+            if v > row[4]:
+                row[4] = v
+            row[5 + bisect_right(request_bounds, v)] += 1
+            row, v = response_row, response_bytes
+            row[0] += 1
+            row[1] += v
+            row[2] += v * v
+            if v < row[3]:
+                row[3] = v
+            if v > row[4]:
+                row[4] = v
+            row[5 + bisect_right(response_bounds, v)] += 1
+            row, v = latency_row, latency_ms
+            row[0] += 1
+            row[1] += v
+            row[2] += v * v
+            if v < row[3]:
+                row[3] = v
+            if v > row[4]:
+                row[4] = v
+            row[5 + bisect_right(latency_bounds, v)] += 1
+            if folded:
+                for agg in folded:
+                    agg.folded += 1
 
     def snapshot(self) -> list[ViewData]:
         with self._lock:
@@ -223,6 +282,7 @@ class LayerRecorder:
         """In a forked child: a fresh lock and, in multi-process mode, its own empty file."""
         self._lock = threading.Lock()
         if store is not None:
+            self._cells = {}  # the cached rows belong to the parent's file
             for agg in self.views:
                 agg.attach(store)
 
