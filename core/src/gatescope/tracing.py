@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from gatescope.propagation import TraceContext
 from gatescope.sampling import Sampler
-from gatescope.spans import OK, AttributeValue, SpanRecord, status_from_http
+from gatescope.spans import OK, STATUS_NAMES, AttributeValue, SpanRecord, status_from_http
 
 # The innermost active span, or a bare TraceContext when the request is not sampled.
 current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.ContextVar(
@@ -18,6 +18,17 @@ current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.Contex
 
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
+
+# HTTP status -> (canonical code, message), filled on first use of each status (a few dozen).
+_HTTP_STATUS: dict[int, tuple[int, str]] = {}
+
+
+def _http_status(status: int) -> tuple[int, str]:
+    code = status_from_http(status)
+    resolved = (code, "" if code == OK else STATUS_NAMES.get(code, ""))
+    if len(_HTTP_STATUS) < 1000:
+        _HTTP_STATUS[status] = resolved
+    return resolved
 
 
 def new_trace_id() -> str:
@@ -50,12 +61,8 @@ class Span(SpanRecord):
         self.status_message = message
 
     def set_http_status(self, status: int) -> None:
-        from gatescope.spans import STATUS_NAMES
-
         self.attributes["http.status_code"] = status
-        code = status_from_http(status)
-        self.status_code = code
-        self.status_message = "" if code == OK else STATUS_NAMES.get(code, "")
+        self.status_code, self.status_message = _HTTP_STATUS.get(status) or _http_status(status)
 
     def end(self) -> None:
         sink = self._sink
