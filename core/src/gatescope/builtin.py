@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gatescope.config import TelemetryConfig
-from gatescope.filters import LAYERS, LayerFilter
+from gatescope.filters import LAYERS, LayerFilter, allow_all
 from gatescope.hookspecs import hookimpl
 from gatescope.sampling import Sampler, rate_sampler
 
@@ -20,16 +20,12 @@ def gatescope_make_sampler(config: TelemetryConfig) -> Sampler:
 def gatescope_layer_filters(config: TelemetryConfig) -> list[LayerFilter]:
     """`enabled_layers` switches, and the health-check paths the router leaves alone."""
     filters = [
-        LayerFilter(layer, _always, layer_enabled=getattr(config.layers, layer)) for layer in LAYERS
+        LayerFilter(layer, allow_all, layer_enabled=getattr(config.layers, layer)) for layer in LAYERS
     ]
     untraced = frozenset(config.settings.untraced_paths)
     if untraced:
         filters.append(LayerFilter("router", lambda path: path not in untraced))
     return filters
-
-
-def _always(path: str) -> bool:
-    return True
 
 
 __all__: list[Any] = []

@@ -29,9 +29,9 @@ def compile_filters(filters: Iterable[LayerFilter]) -> dict[str, Predicate]:
         if any(not f.layer_enabled for f in mine):
             compiled[layer] = None
             continue
-        checks = [f.allow for f in mine]
+        checks = [f.allow for f in mine if f.allow is not allow_all]  # no per-request no-ops
         if not checks:
-            compiled[layer] = _always
+            compiled[layer] = allow_all
         elif len(checks) == 1:
             compiled[layer] = checks[0]
         else:
@@ -46,5 +46,6 @@ def _all_of(checks: tuple[Callable[[str], bool], ...]) -> Callable[[str], bool]:
     return allow
 
 
-def _always(path: str) -> bool:
+def allow_all(path: str) -> bool:
+    """The filter of a layer that is on for every path (skipped when filters are compiled)."""
     return True
