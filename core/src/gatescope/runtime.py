@@ -5,9 +5,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import weakref
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import attrs
@@ -272,11 +274,38 @@ def _register_exit(telemetry: Telemetry) -> None:
         _hooks_installed = True
         atexit.register(_drain_at_exit)
         os.register_at_fork(after_in_child=_after_fork)
+        _install_sigterm_drain()
 
 
 def _drain_at_exit() -> None:
     for telemetry in list(_live):
         telemetry.shutdown(EXIT_DEADLINE)
+
+
+def _install_sigterm_drain() -> None:
+    """Drain on SIGTERM where the process would otherwise die without running atexit.
+
+    uvicorn stops on SIGTERM, restores the handler it found and re-raises the signal: with the
+    default action there, the process ends before atexit and queued spans are lost. Installed
+    only from the main thread over the default action, so no handler of the application or of a
+    server (gunicorn's workers install their own and exit through atexit) is ever replaced.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _drain_on_sigterm)
+    except (ValueError, OSError):  # no signals here (embedded interpreter, restricted platform)
+        return
+
+
+def _drain_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Deliver what is queued (bounded by EXIT_DEADLINE), then terminate as the default would."""
+    try:
+        _drain_at_exit()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def _after_fork() -> None:
