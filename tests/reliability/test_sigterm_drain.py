@@ -1,0 +1,177 @@
+"""SIGTERM to a gunicorn worker or to uvicorn: every span queued before the signal is delivered
+within the shutdown deadline, so the receiver's count equals the requests served."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gatescope.runtime import EXIT_DEADLINE
+
+sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: reach the sibling helper module
+from faulty_receiver import SLOW, Receiver
+
+REQUESTS = 120
+BIN = Path(sys.executable).parent
+APP = textwrap.dedent('''
+    import os
+    from gatescope.runtime import Telemetry
+
+    telemetry = Telemetry.from_dict({"version": 3, "extra_config": {"telemetry/opencensus": {
+        "sample_rate": 100, "batch_size": 10,
+        "exporters": {"zipkin": {"collector_url": os.environ["GS_RECEIVER"],
+                                 "service_name": f"worker-{os.getpid()}"}}}}})
+
+
+    def hello(environ, start_response):
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+
+    async def hello_asgi(scope, receive, send):
+        body = str(os.getpid()).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+    wsgi_app = telemetry.wsgi(hello)
+    asgi_app = telemetry.asgi(hello_asgi)
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get(port: int, path: str) -> int:
+    """One request on its own connection; returns the pid of the process that served it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Connection": "close"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return int(response.read())
+    finally:
+        connection.close()
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        try:
+            get(port, "/ready")
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("the server did not start")
+
+
+def load(port: int) -> set[int]:
+    """REQUESTS requests from 8 client threads; the pids that served them."""
+    with ThreadPoolExecutor(8) as pool:
+        return set(pool.map(lambda i: get(port, f"/load/{i}"), range(REQUESTS)))
+
+
+def served_by(receiver: Receiver, pid: int) -> list[dict[str, object]]:
+    with receiver.lock:
+        return [s for s in receiver.spans
+                if s["localEndpoint"] == {"serviceName": f"worker-{pid}"}  # type: ignore[comparison-overlap]
+                and str(s.get("tags", {}).get("http.path", "")).startswith("/load/")]  # type: ignore[attr-defined]
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "drain_app.py").write_text(APP)
+    return tmp_path
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    slow = Receiver(SLOW, slow_seconds=0.1)  # ~1.2 s of backlog when the signal arrives
+    yield slow
+    slow.close()
+
+
+def start(command: list[str], app_dir: Path, receiver: Receiver) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GS_RECEIVER": receiver.url, "PYTHONPATH": str(app_dir)}
+    return subprocess.Popen(command, cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(EXIT_DEADLINE + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_to_a_gunicorn_worker_delivers_its_queued_spans(app_dir: Path,
+                                                                 receiver: Receiver) -> None:
+    port = free_port()
+    master = start([str(BIN / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                    "--graceful-timeout", str(int(EXIT_DEADLINE) + 5), "drain_app:wsgi_app"],
+                   app_dir, receiver)
+    try:
+        wait_until_serving(port, master)
+        pids = load(port)
+        assert len(pids) == 1
+        worker = pids.pop()
+        before = len(served_by(receiver, worker))
+        os.kill(worker, signal.SIGTERM)
+        deadline = time.monotonic() + EXIT_DEADLINE + 5
+        while not is_gone(worker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert is_gone(worker), "the worker did not exit within the shutdown deadline"
+        delivered = served_by(receiver, worker)
+    finally:
+        stop(master)
+    assert before < REQUESTS, "spans were not queued at the signal: the test proves nothing"
+    assert len(delivered) == REQUESTS, (before, len(delivered))
+    assert len({s["id"] for s in delivered}) == REQUESTS
+
+
+def test_sigterm_to_uvicorn_delivers_its_queued_spans(app_dir: Path, receiver: Receiver) -> None:
+    port = free_port()
+    server = start([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+                    "--lifespan", "off", "--log-level", "warning", "drain_app:asgi_app"],
+                   app_dir, receiver)
+    try:
+        wait_until_serving(port, server)
+        pids = load(port)
+        assert pids == {server.pid}
+        before = len(served_by(receiver, server.pid))
+        server.send_signal(signal.SIGTERM)
+        server.wait(EXIT_DEADLINE + 5)
+        delivered = served_by(receiver, server.pid)
+    finally:
+        stop(server)
+    assert before < REQUESTS, "spans were not queued at the signal: the test proves nothing"
+    assert len(delivered) == REQUESTS, (before, len(delivered), server.returncode)
+    assert len({s["id"] for s in delivered}) == REQUESTS
