@@ -41,6 +41,7 @@ demo: install
 	$(BIN)/python examples/gateway/demo.py
 
 bench: install peers
+	$(BIN)/pip install -q -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/run.py
 
 clean:

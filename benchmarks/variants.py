@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sinks import Sink
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -32,38 +31,6 @@ class Variant:
     def close(self) -> None:
         for close in reversed(self.closers):
             close()
-
-
-class UdpSink:
-    """A local UDP socket that drains and counts datagrams (the jaeger agent stand-in)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams = 0
-        self.bytes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name="udp-sink", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.datagrams += 1
-            self.bytes += len(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def upstream_app() -> Starlette:
@@ -127,7 +94,7 @@ def _prometheus_client_middleware(app: Any) -> Any:
     return middleware
 
 
-def _gatescope(rate: int, sink: UdpSink | None) -> Any:
+def _gatescope(rate: int, sink: Sink | None) -> Any:
     from gatescope.runtime import Telemetry
 
     exporters: dict[str, Any] = {"prometheus": {"port": 0, "listen_ip": "127.0.0.1",
@@ -179,7 +146,7 @@ def build(scenario: str, name: str) -> Variant:
     otel: tuple[Any, Any, Callable[[], None]] | None = None
     if name.startswith("gatescope-"):
         rate = int(name.split("-")[1])
-        sink = UdpSink() if rate else None
+        sink = Sink("udp") if rate else None
         telemetry = _gatescope(rate, sink)
         closers.append(lambda: telemetry.shutdown(5))
         if sink is not None:

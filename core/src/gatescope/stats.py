@@ -151,23 +151,24 @@ class ViewAggregator:
         return key, row
 
     def data(self) -> ViewData:
+        if self.value is None:
+            return ViewData(self.view, self.start_ns,
+                            {key: int(row[0]) for key, row in self.rows.items()})
         rows: dict[tuple[str, ...], Any] = {}
         for key, row in self.rows.items():
-            if self.value is None:
-                rows[key] = int(row[0])
-            else:
-                count, total, squares = int(row[0]), row[1], row[2]
-                ssd = max(0.0, squares - total * total / count) if count else 0.0
-                rows[key] = DistributionValue(
-                    count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
-                    tuple(int(b) for b in row[5:]),
-                )
+            count, total, squares = int(row[0]), row[1], row[2]
+            ssd = max(0.0, squares - total * total / count) if count else 0.0
+            rows[key] = DistributionValue(
+                count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
+                tuple(map(int, row[5:])),
+            )
         return ViewData(self.view, self.start_ns, rows)
 
 
-# Distinct (host, path, method, status) shapes whose resolved rows are cached per recorder;
-# beyond it the cache restarts (rows are kept: only the shortcuts to them are dropped).
-MAX_CELLS = 4096
+# Distinct (host, path, method, status) shapes whose resolved rows are cached per recorder
+# (at least twice the tag-set cap); beyond it the cache restarts: rows are kept, only the
+# shortcuts to them are dropped, so memory stays flat under unbounded raw values.
+MIN_CELLS = 4096
 
 # A cell: every view's row for one raw record shape, resolved once: (count rows, the
 # distribution row of each measure in REQUEST_BYTES, RESPONSE_BYTES, LATENCY order, the
@@ -198,6 +199,7 @@ class LayerRecorder:
         self._bounds = tuple(next(agg.bounds for agg in self.views if agg.value == measure)
                              for measure in measured)
         self._cells: dict[tuple[str, str, str, str], _Cell] = {}
+        self._max_cells = max(MIN_CELLS, 2 * cap)
 
     def _cell(self, values: tuple[str, str, str, str]) -> _Cell:
         """Resolve (creating rows as needed, under the cap) every view's row for `values`."""
@@ -222,7 +224,7 @@ class LayerRecorder:
                 distributions[agg.value] = row
         cell: _Cell = (tuple(counts), *distributions, tuple(folded))
         cells = self._cells
-        if len(cells) >= MAX_CELLS:
+        if len(cells) >= self._max_cells:
             cells.clear()
         cells[values] = cell
         return cell

@@ -1,0 +1,213 @@
+"""`make bench`: every gatescope overhead benchmark, written as one markdown report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import exportbench  # noqa: E402
+import inprocess  # noqa: E402
+import overhttp  # noqa: E402
+import statsbench  # noqa: E402
+from variants import VARIANTS  # noqa: E402
+
+PACKAGES = ("gatescope", "gatescope-prometheus", "gatescope-jaeger", "gatescope-zipkin",
+            "starlette", "httpx", "uvicorn", "uvloop", "httptools", "prometheus-client",
+            "opentelemetry-sdk", "opentelemetry-instrumentation-asgi",
+            "opentelemetry-instrumentation-httpx")
+
+# Sizes: (full run, --smoke run for `make test`).
+SIZES = {
+    "router_iterations": (20_000, 20), "gateway_iterations": (3_000, 5), "rounds": (7, 2),
+    "http_seconds": (4, 1), "http_rounds": (3, 1), "export_spans": (100_000, 200),
+    "record_calls": (300_000, 200), "render_repeats": (10, 1), "rss_requests": (1_000_000, 400),
+}
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
+    size = {key: value[1 if smoke else 0] for key, value in SIZES.items()}
+    results: dict[str, Any] = {"sizes": size}
+    if "inprocess" in sections:
+        rows = inprocess.run("router", VARIANTS, size["router_iterations"], size["rounds"])
+        rows += inprocess.run("gateway", VARIANTS, size["gateway_iterations"], size["rounds"])
+        results["inprocess"] = [asdict(row) for row in rows]
+    if "http" in sections:
+        if overhttp.wrk_path() is None:
+            results["http_skipped"] = "wrk is not installed (apt-get install wrk)"
+        else:
+            rows_http = []
+            for scenario in ("router", "gateway"):
+                rows_http += overhttp.run(scenario, VARIANTS, size["http_seconds"],
+                                          size["http_rounds"], connections=8)
+            results["http"] = [asdict(row) for row in rows_http]
+    if "export" in sections:
+        results["export"] = [asdict(exportbench.run(name, size["export_spans"],
+                                                    chunk=min(5000, size["export_spans"])))
+                             for name in ("jaeger", "zipkin")]
+    if "stats" in sections:
+        results["record"] = [asdict(statsbench.record_cost(n, size["record_calls"]))
+                             for n in (1, 100, 10_000)]
+        results["render_ms"] = statsbench.render_ms(1000, size["render_repeats"])
+        results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
+            size["rss_requests"])]
+    return results
+
+
+def _inprocess_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["| scenario | variant | median µs/request | overhead µs | ratio to bare (min-max) |",
+           "|---|---|---:|---:|---|"]
+    for row in rows:
+        out.append(f"| {row['scenario']} | {row['variant']} | {row['median_us']:.2f} | "
+                   f"{row['overhead_us']:+.2f} | {row['ratio']:.3f} "
+                   f"({row['ratio_min']:.3f}-{row['ratio_max']:.3f}) |")
+    return out
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    """The issue's targets, as ratios within this run."""
+    out = ["| target | measured | met |", "|---|---:|---|"]
+
+    def line(label: str, value: float, ok: bool) -> None:
+        out.append(f"| {label} | {value:.3f} | {'yes' if ok else 'no'} |")
+
+    rows = {(r["scenario"], r["variant"]): r for r in results.get("inprocess", [])}
+    if rows:
+        prom = rows[("router", "prometheus_client")]["overhead_us"]
+        g0, g100 = rows[("router", "gatescope-0")], rows[("router", "gatescope-100")]
+        line("router overhead at 0 / prometheus_client's (<= 0.7)", g0["overhead_us"] / prom,
+             g0["overhead_us"] <= 0.7 * prom)
+        line("router overhead at 100 / prometheus_client's (<= 1.5)", g100["overhead_us"] / prom,
+             g100["overhead_us"] <= 1.5 * prom)
+        for rate, otel in (("0", "otel-off"), ("100", "otel-on")):
+            mine = rows[("router", f"gatescope-{rate}")]["overhead_us"]
+            theirs = rows[("router", otel)]["overhead_us"]
+            line(f"router overhead at {rate} / OpenTelemetry's (<= 0.05)", mine / theirs,
+                 mine <= theirs / 20)
+        line("gateway at 0 / bare gateway (<= 1.08)", rows[("gateway", "gatescope-0")]["ratio"],
+             rows[("gateway", "gatescope-0")]["ratio"] <= 1.08)
+        line("gateway at 100 / bare gateway (<= 1.15)",
+             rows[("gateway", "gatescope-100")]["ratio"],
+             rows[("gateway", "gatescope-100")]["ratio"] <= 1.15)
+    http = {(r["scenario"], r["variant"]): r for r in results.get("http", [])}
+    for scenario, rate, floor in (("router", "0", 0.90), ("router", "100", 0.80),
+                                  ("gateway", "0", 0.97), ("gateway", "100", 0.93)):
+        row = http.get((scenario, f"gatescope-{rate}"))
+        if row:
+            line(f"HTTP {scenario} throughput at {rate} / bare (>= {floor})", row["ratio"],
+                 row["ratio"] >= floor)
+    for row in results.get("export", []):
+        line(f"{row['exporter']} export spans/s (>= 50,000)", row["spans_per_s"],
+             row["spans_per_s"] >= 50_000)
+    if "render_ms" in results:
+        line("/metrics render ms, 1,000 tag sets (< 50)", results["render_ms"],
+             results["render_ms"] < 50)
+    return out
+
+
+def _commit() -> str:
+    found = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip() or "unknown"
+
+
+def report(results: dict[str, Any], command: str) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = ["# gatescope benchmarks", "",
+           f"- date: {now}", f"- machine: {_machine()}", f"- command: `{command}`", f"- commit: {_commit()}",
+           f"- duration: {results['seconds']:.0f} s", f"- sizes: {results['sizes']}",
+           "- versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()), ""]
+    out += ["## Targets (ratios within this run)", "", *_targets(results), ""]
+    if "inprocess" in results:
+        out += ["## In process (synthetic ASGI scope/receive/send, variants interleaved)", "",
+                "router = a Starlette route; gateway = router + pipe + backend: httpx through "
+                "httpx.ASGITransport to an in-process Starlette upstream.", ""]
+        out += [*_inprocess_table(results["inprocess"]), ""]
+    if "http" in results:
+        out += ["## Over HTTP (uvicorn, 1 worker, uvloop + httptools; wrk -t1 -c8)", "",
+                "| scenario | variant | median requests/s | ratio to bare (min-max) |",
+                "|---|---|---:|---|"]
+        for row in results["http"]:
+            out.append(f"| {row['scenario']} | {row['variant']} | {row['rps']:.0f} | "
+                       f"{row['ratio']:.3f} ({row['ratio_min']:.3f}-{row['ratio_max']:.3f}) |")
+        out.append("")
+    elif "http_skipped" in results:
+        out += [f"Over HTTP: skipped: {results['http_skipped']}", ""]
+    if "export" in results:
+        out += ["## Export worker (sample_rate 100, receivers in their own process)", "",
+                "| exporter | spans | spans/s | µs/span | lost | RSS growth KiB |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for row in results["export"]:
+            out.append(f"| {row['exporter']} | {row['spans']} | {row['spans_per_s']:.0f} | "
+                       f"{row['us_per_span']:.1f} | {row['dropped']} | {row['rss_growth_kib']} |")
+        out.append("")
+    if "record" in results:
+        out += ["## Aggregation", "", "| tag sets | µs per server record |", "|---:|---:|"]
+        out += [f"| {row['tag_sets']} | {row['us_per_record']:.2f} |" for row in results["record"]]
+        out += ["", f"`/metrics` (prometheus plugin text renderer, snapshot included) with 1,000 "
+                f"server and 1,000 client tag sets: {results['render_ms']:.1f} ms", "",
+                "RSS with random paths (tag_path on, path_aggregation off, max_tag_sets 2000):",
+                "", "| requests | RSS MiB | rows kept | records folded |", "|---:|---:|---:|---:|"]
+        out += [f"| {row['requests']} | {row['rss_mib']:.1f} | {row['rows']} | {row['folded']} |"
+                for row in results["rss"]]
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few iterations of everything")
+    parser.add_argument("--sections", default="inprocess,http,export,stats")
+    parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+    started = time.monotonic()
+    results = measure(args.smoke, set(args.sections.split(",")))
+    results["seconds"] = time.monotonic() - started
+    command = "make bench" if not args.smoke else "python benchmarks/run.py --smoke"
+    text = report(results, command)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

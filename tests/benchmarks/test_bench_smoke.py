@@ -1,0 +1,71 @@
+"""`benchmarks/run.py --smoke`: every variant and section produces a positive row (no timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANTS = {"bare", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    try:
+        import opentelemetry.instrumentation.asgi
+        import opentelemetry.sdk  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
+        pytest.skip("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
+    out = tmp_path_factory.mktemp("bench")
+    sections = "inprocess,export,stats"
+    if shutil.which("wrk"):
+        sections += ",http"
+    elif os.environ.get("CI") == "true":
+        pytest.fail("wrk is missing (.ci/apt/wrk.txt)")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke",
+                    "--sections", sections, "--out", str(out / "report.md"),
+                    "--json", str(out / "results.json")], check=True, timeout=180, cwd=ROOT)
+    data = json.loads((out / "results.json").read_text())
+    data["report"] = (out / "report.md").read_text()
+    return data
+
+
+def test_inprocess_has_a_positive_row_per_variant_and_scenario(results: dict) -> None:
+    for scenario in ("router", "gateway"):
+        rows = [r for r in results["inprocess"] if r["scenario"] == scenario]
+        assert {r["variant"] for r in rows} == VARIANTS
+        assert all(r["median_us"] > 0 and r["ratio"] > 0 for r in rows)
+        assert next(r for r in rows if r["variant"] == "bare")["ratio"] == 1.0
+
+
+def test_http_has_a_positive_row_per_variant(results: dict) -> None:
+    if "http" not in results:
+        pytest.skip("wrk is not installed: apt-get install wrk")
+    for scenario in ("router", "gateway"):
+        rows = [r for r in results["http"] if r["scenario"] == scenario]
+        assert {r["variant"] for r in rows} == VARIANTS
+        assert all(r["rps"] > 0 for r in rows)
+
+
+def test_export_aggregation_and_memory_sections(results: dict) -> None:
+    assert {r["exporter"] for r in results["export"]} == {"jaeger", "zipkin"}
+    assert all(r["spans_per_s"] > 0 and r["dropped"] == 0 for r in results["export"])
+    assert [r["tag_sets"] for r in results["record"]] == [1, 100, 10_000]
+    assert all(r["us_per_record"] > 0 for r in results["record"])
+    assert results["render_ms"] > 0
+    assert results["rss"] and all(r["rss_mib"] > 0 for r in results["rss"])
+
+
+def test_report_is_a_markdown_table_with_versions(results: dict) -> None:
+    report = results["report"]
+    assert report.startswith("# gatescope benchmarks")
+    assert "- versions: gatescope " in report and "opentelemetry-sdk 1." in report
+    assert "| router | gatescope-0 |" in report
