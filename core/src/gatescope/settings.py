@@ -20,6 +20,9 @@ SECRET_NAME = re.compile(
     r"cookie|signature|private)"
 )
 REDACTED = "***"
+# `scheme://user:password@` or `scheme://token@`: credentials inside a URL value
+URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)"
+                          r"(?P<password>:[^/@\s]*)?@")
 MAX_INT64 = 2**63 - 1
 
 T = TypeVar("T")
@@ -53,6 +56,17 @@ class Problems:
             raise ConfigError(self.items)
 
 
+def redact_userinfo(text: str) -> str:
+    """A URL's password (or its lone user token) replaced by `***`; other text unchanged."""
+    if "@" not in text or "://" not in text:
+        return text
+    def hide(match: re.Match[str]) -> str:
+        user = f"{match['user']}:{REDACTED}" if match["password"] is not None else REDACTED
+        return f"{match['scheme']}{user}@"
+
+    return URL_USERINFO.sub(hide, text)
+
+
 def describe(value: Any) -> str:
     """Render a bad value for an error message without flooding it."""
     if value is None:
@@ -60,7 +74,8 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:57] + "..."
+        shown = redact_userinfo(value)
+        text = shown if len(shown) <= 60 else shown[:57] + "..."
         return '"' + text.replace('"', '\\"') + '"'
     if isinstance(value, Mapping):
         return "an object"
@@ -239,10 +254,15 @@ def _redact(value: Any) -> str:
 
 
 def _safe(value: Any) -> Any:
-    """Mapping values under secret-looking keys (`x-api-key`, `token`, ...) redacted."""
+    """Mapping values under secret-looking keys (`x-api-key`, `token`, ...) and URL
+    credentials (`http://user:password@host`) redacted."""
     if isinstance(value, Mapping):
         return {k: REDACTED if isinstance(k, str) and is_secret_name(k) else _safe(v)
                 for k, v in value.items()}
+    if isinstance(value, str):
+        return redact_userinfo(value)
+    if type(value) in (tuple, list):
+        return type(value)(_safe(v) for v in value)
     return value
 
 
