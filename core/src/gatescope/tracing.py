@@ -46,7 +46,17 @@ class Span(SpanRecord):
 
     def __init__(self, name: str, trace_id: str, parent_span_id: str | None, kind: int,
                  sink: Callable[[SpanRecord], None]) -> None:
-        super().__init__(name, trace_id, new_span_id(), parent_span_id, kind, _time_ns(), 0, {})
+        # The slots are set directly: this runs once per sampled request.
+        self.name = name
+        self.trace_id = trace_id
+        self.span_id = f"{_getrandbits(64) or 1:016x}"
+        self.parent_span_id = parent_span_id
+        self.kind = kind
+        self.start_ns = _time_ns()
+        self.end_ns = 0
+        self.attributes: dict[str, AttributeValue] = {}
+        self.status_code = OK
+        self.status_message = ""
         self._sink: Callable[[SpanRecord], None] | None = sink
 
     @property

@@ -129,11 +129,21 @@ class TelemetryASGIMiddleware:
                 exc, asyncio.CancelledError) else SERVER_ERROR
             raise
         finally:
+            elapsed_ns = perf_counter_ns() - start
+            if counting is not None:
+                request_bytes = counting.received
             if token is not None:
                 current.reset(token)
-            self._finish(scope, root_path, exchange, failed, span, host, agent,
-                         counting.received if counting is not None else request_bytes,
-                         perf_counter_ns() - start)
+            if span is None and not self._tag_path and not failed and not exchange.disconnected \
+                    and exchange.status:
+                # The common unsampled case: nothing but the one record.
+                status = exchange.status
+                self._record(host.decode("latin-1") if self._tag_host else "", "",
+                             scope["method"], STATUS_TEXT.get(status) or str(status),
+                             request_bytes, exchange.sent, elapsed_ns / 1e6)
+            else:
+                self._finish(scope, root_path, exchange, failed, span, host, agent,
+                             request_bytes, elapsed_ns)
 
     def _finish(self, scope: Scope, root_path: str, exchange: _Exchange, failed: int,
                 span: Any, host: bytes, agent: bytes, request_bytes: int, elapsed_ns: int) -> None:
