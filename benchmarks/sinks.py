@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import socket
+import subprocess
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def _udp(conn: Any) -> None:
+def _udp() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind(("127.0.0.1", 0))
-    conn.send(sock.getsockname()[1])
+    print(sock.getsockname()[1], flush=True)
     while True:
         sock.recv(65536)
 
@@ -30,9 +31,9 @@ class _Accept(BaseHTTPRequestHandler):
         """Quiet: a benchmark sink."""
 
 
-def _http(conn: Any) -> None:
+def _http() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
-    conn.send(server.server_address[1])
+    print(server.server_address[1], flush=True)
     server.serve_forever()
 
 
@@ -40,16 +41,19 @@ class Sink:
     """A receiver process (`kind` "udp" or "http") on 127.0.0.1; `port` is where it listens."""
 
     def __init__(self, kind: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        target = _udp if kind == "udp" else _http
-        self.process = context.Process(target=target, args=(child,), daemon=True)
-        self.process.start()
-        if not parent.poll(30):
-            self.process.kill()
-            raise RuntimeError(f"the {kind} sink did not start")
-        self.port: int = parent.recv()
+        self.process = subprocess.Popen([sys.executable, __file__, kind], stdout=subprocess.PIPE,
+                                        text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.isdigit():
+            self.close()
+            raise RuntimeError(f"the {kind} sink did not start: {line!r}")
+        self.port = int(line)
 
     def close(self) -> None:
         self.process.kill()
-        self.process.join(5)
+        self.process.wait(5)
+
+
+if __name__ == "__main__":
+    _udp() if sys.argv[1] == "udp" else _http()
