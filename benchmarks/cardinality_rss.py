@@ -61,7 +61,7 @@ def measure(requests: int, max_tag_sets: int) -> dict[str, Any]:
             result = app(environ, lambda status, headers, exc_info=None: None)
             for _chunk in result:
                 pass
-            result.close()  # type: ignore[attr-defined]
+            result.close()
 
     drive(WARMUP)
     gc.collect()
