@@ -98,6 +98,7 @@ class _Call:
             self.failed = SERVER_ERROR
             raise
         self.finished = True
+        self.finish()  # the whole body went out; servers (or test clients) that never close() count too
 
     def close(self) -> None:
         try:
@@ -202,6 +203,7 @@ class TelemetryWSGIMiddleware:
 
 def flask_routes(app: Any) -> bool:
     """Make a Flask app leave its matched `url_rule` in the environ; True if `app` is Flask."""
+    app = getattr(app, "__self__", app)  # also `flask_app.wsgi_app`, the idiomatic thing to wrap
     funcs = getattr(app, "before_request_funcs", None)
     if not isinstance(funcs, dict) or not hasattr(app, "url_map"):
         return False
