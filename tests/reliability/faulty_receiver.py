@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 OK, REFUSE, HANG, ERROR_500, SLOW = "ok", "refuse", "hang", "500", "slow"
+JAEGER_IDL = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "jaeger-idl"
+              / "thrift")
+Decoder = Callable[[bytes], list[dict[str, Any]]]
+
+
+def zipkin_spans(body: bytes) -> list[dict[str, Any]]:
+    """A Zipkin v2 JSON body -> its spans (id and tags are all the tests read)."""
+    spans: list[dict[str, Any]] = json.loads(body)
+    return spans
+
+
+@functools.cache
+def _jaeger_idl() -> Any:
+    import thriftpy2
+
+    return thriftpy2.load(str(JAEGER_IDL / "jaeger.thrift"), module_name="reliability_jaeger_thrift",
+                          include_dirs=[str(JAEGER_IDL)])
+
+
+def jaeger_spans(body: bytes) -> list[dict[str, Any]]:
+    """A Jaeger collector body (Thrift binary `Batch`, decoded from the official IDL)."""
+    from thriftpy2.protocol import TBinaryProtocolFactory
+    from thriftpy2.transport import TMemoryBuffer
+
+    batch = _jaeger_idl().Batch()
+    batch.read(TBinaryProtocolFactory().get_protocol(TMemoryBuffer(body)))
+    return [{"id": f"{span.spanId & (2**64 - 1):016x}",
+             "tags": {tag.key: tag.vStr for tag in span.tags or () if tag.vStr is not None}}
+            for span in batch.spans]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -55,10 +86,13 @@ class _ReceiverServer(ThreadingHTTPServer):
 
 
 class Receiver:
-    """Zipkin v2 JSON receiver on 127.0.0.1; `mode` switches its behaviour at any time."""
+    """A span receiver (Zipkin JSON or Jaeger Thrift over HTTP POST) on 127.0.0.1; `mode`
+    switches its behaviour at any time."""
 
-    def __init__(self, mode: str = OK, slow_seconds: float = 0.3) -> None:
+    def __init__(self, mode: str = OK, slow_seconds: float = 0.3,
+                 decode: Decoder = zipkin_spans) -> None:
         self.mode = mode
+        self.decode = decode
         self.slow_seconds = slow_seconds
         self.closing = threading.Event()
         self.lock = threading.Lock()
@@ -89,8 +123,9 @@ class Receiver:
             self.listen()
 
     def accept(self, body: bytes) -> None:
+        spans = self.decode(body)
         with self.lock:
-            self.spans.extend(json.loads(body))
+            self.spans.extend(spans)
 
     def paths(self) -> list[str]:
         with self.lock:

@@ -28,10 +28,12 @@ from faulty_receiver import (
     SLOW,
     Client,
     Receiver,
+    jaeger_spans,
     plain_asgi,
     plain_wsgi,
     serve_asgi,
     serve_wsgi,
+    zipkin_spans,
 )
 
 QUEUE_SIZE = 40
@@ -73,13 +75,13 @@ class BoundWatch:
         self._thread.join()
 
 
-def self_metrics(telemetry: Any) -> dict[str, int]:
+def self_metrics(telemetry: Any, exporter: str) -> dict[str, int]:
     snapshot = telemetry.metrics()
     out = {}
     for name in ("spans_dropped", "spans_queued"):
         out[name] = int(snapshot.view(f"gatescope/{name}").rows.get((), 0))
     for name in ("spans_exported", "spans_failed", "export_errors"):
-        out[name] = int(snapshot.view(f"gatescope/{name}").rows.get(("zipkin",), 0))
+        out[name] = int(snapshot.view(f"gatescope/{name}").rows.get((exporter,), 0))
     return out
 
 
@@ -87,8 +89,15 @@ SERVERS: dict[str, tuple[Callable[[Any], AbstractContextManager[int]], Any, str]
     "asgi-uvicorn": (serve_asgi, plain_asgi, "asgi"),
     "wsgi-wsgiref": (serve_wsgi, plain_wsgi, "wsgi"),
 }
-CASES = [(REFUSE, "asgi-uvicorn"), (HANG, "wsgi-wsgiref"), (ERROR_500, "asgi-uvicorn"),
-         (SLOW, "wsgi-wsgiref"), (HANG, "asgi-uvicorn"), (REFUSE, "wsgi-wsgiref")]
+EXPORTERS: dict[str, Callable[[Receiver], dict[str, Any]]] = {
+    "zipkin": lambda r: {"collector_url": r.url, "service_name": "faults"},
+    "jaeger": lambda r: {"endpoint": r.url.replace("/api/v2/spans", "/api/traces"),
+                         "service_name": "faults"},
+}
+CASES = [(REFUSE, "asgi-uvicorn", "zipkin"), (HANG, "wsgi-wsgiref", "zipkin"),
+         (ERROR_500, "asgi-uvicorn", "zipkin"), (SLOW, "wsgi-wsgiref", "zipkin"),
+         (HANG, "asgi-uvicorn", "zipkin"), (REFUSE, "wsgi-wsgiref", "zipkin"),
+         (ERROR_500, "wsgi-wsgiref", "jaeger"), (HANG, "asgi-uvicorn", "jaeger")]
 
 
 @pytest.fixture
@@ -98,11 +107,12 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def receiver_factory() -> Iterator[Callable[[str], Receiver]]:
+def receiver_factory() -> Iterator[Callable[[str, str], Receiver]]:
     made: list[Receiver] = []
 
-    def make(mode: str) -> Receiver:
-        receiver = Receiver(mode, slow_seconds=0.3)
+    def make(mode: str, exporter: str) -> Receiver:
+        decode = jaeger_spans if exporter == "jaeger" else zipkin_spans
+        receiver = Receiver(mode, slow_seconds=0.3, decode=decode)
         made.append(receiver)
         return receiver
 
@@ -112,17 +122,18 @@ def receiver_factory() -> Iterator[Callable[[str], Receiver]]:
 
 
 @pytest.mark.usefixtures("fast_retries")
-@pytest.mark.parametrize(("fault", "server"), CASES, ids=[f"{f}-{s}" for f, s in CASES])
+@pytest.mark.parametrize(("fault", "server", "exporter"), CASES,
+                         ids=["-".join(case) for case in CASES])
 def test_faulty_receiver_costs_requests_nothing(
-    gatescope_plugins: Any, receiver_factory: Callable[[str], Receiver],
-    caplog: pytest.LogCaptureFixture, fault: str, server: str,
+    gatescope_plugins: Any, receiver_factory: Callable[[str, str], Receiver],
+    caplog: pytest.LogCaptureFixture, fault: str, server: str, exporter: str,
 ) -> None:
     caplog.set_level(logging.WARNING)
     serve, app, layer = SERVERS[server]
-    receiver = receiver_factory(fault)
+    receiver = receiver_factory(fault, exporter)
     export_timeout = "2s" if fault == SLOW else "200ms"
-    faulty = gatescope_plugins.telemetry(document(
-        {"zipkin": {"collector_url": receiver.url, "service_name": "faults"}}, export_timeout))
+    faulty = gatescope_plugins.telemetry(document({exporter: EXPORTERS[exporter](receiver)},
+                                                  export_timeout))
     baseline = gatescope_plugins.telemetry(document({"capture": {}}, export_timeout))  # no network
     started = time.monotonic()
     with serve(getattr(faulty, layer)(app)) as faulty_port, \
@@ -142,7 +153,7 @@ def test_faulty_receiver_costs_requests_nothing(
         # Memory: nothing grows past queue_size, in the queue or in the exporter's worker.
         assert watch.max_queued <= QUEUE_SIZE and watch.max_pending <= QUEUE_SIZE, \
             (watch.max_queued, watch.max_pending)
-        during = self_metrics(faulty)
+        during = self_metrics(faulty, exporter)
         if fault != SLOW:
             assert during["spans_exported"] == 0, during
             assert during["spans_dropped"] + during["spans_failed"] > 0, during
@@ -158,7 +169,7 @@ def test_faulty_receiver_costs_requests_nothing(
             sorted(wanted - set(receiver.paths()))[:5]
     assert faulty.flush(10)
     elapsed = time.monotonic() - started
-    final = self_metrics(faulty)
+    final = self_metrics(faulty, exporter)
     produced = WARMUP + PAIRS + 20  # one router span per request to the faulty app
     # Every span is accounted for: delivered exactly once, or counted as dropped/failed.
     assert len(receiver.spans) == final["spans_exported"], final
