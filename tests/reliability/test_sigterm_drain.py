@@ -19,7 +19,7 @@ import pytest
 from gatescope.runtime import EXIT_DEADLINE
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: reach the sibling helper module
-from faulty_receiver import SLOW, Receiver
+from faulty_receiver import HANG, SLOW, Receiver
 
 REQUESTS = 120
 BIN = Path(sys.executable).parent
@@ -29,6 +29,7 @@ APP = textwrap.dedent('''
 
     telemetry = Telemetry.from_dict({"version": 3, "extra_config": {"telemetry/opencensus": {
         "sample_rate": 100, "batch_size": 10,
+        "export_timeout": os.environ.get("GS_EXPORT_TIMEOUT", "10s"),
         "exporters": {"zipkin": {"collector_url": os.environ["GS_RECEIVER"],
                                  "service_name": "drain"}}}}})
 
@@ -116,8 +117,9 @@ def receiver() -> Iterator[Receiver]:
     slow.close()
 
 
-def start(command: list[str], app_dir: Path, receiver: Receiver) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GS_RECEIVER": receiver.url, "PYTHONPATH": str(app_dir)}
+def start(command: list[str], app_dir: Path, receiver: Receiver,
+          **extra_env: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GS_RECEIVER": receiver.url, "PYTHONPATH": str(app_dir), **extra_env}
     return subprocess.Popen(command, cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -177,3 +179,29 @@ def test_sigterm_to_uvicorn_delivers_its_queued_spans(app_dir: Path, receiver: R
     assert before < REQUESTS, "spans were not queued at the signal: the test proves nothing"
     assert len(delivered) == REQUESTS, (before, len(delivered), server.returncode)
     assert len({s["id"] for s in delivered}) == REQUESTS
+
+
+def test_sigterm_with_a_hung_receiver_still_exits_within_the_deadline(app_dir: Path) -> None:
+    """A receiver that never answers cannot keep a stopping server alive past EXIT_DEADLINE."""
+    hung = Receiver(HANG)
+    try:
+        port = free_port()
+        export_timeout = 60.0  # one export call alone would outlast the deadline many times
+        server = start([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port",
+                        str(port), "--lifespan", "off", "--log-level", "warning",
+                        "drain_app:asgi_app"], app_dir, hung,
+                       GS_EXPORT_TIMEOUT=f"{int(export_timeout)}s")
+        try:
+            wait_until_serving(port, server)
+            load(port)
+            time.sleep(0.3)  # the export worker is now inside a hung call
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            server.wait(export_timeout / 2)
+            took = time.monotonic() - signalled
+        finally:
+            stop(server)
+    finally:
+        hung.close()
+    assert took < export_timeout / 4, took  # bounded by EXIT_DEADLINE, not by the hung call
+    assert server.returncode == -signal.SIGTERM  # ends as SIGTERM's default action would
