@@ -82,6 +82,8 @@ class _Untraced(LayerCall):
 class LayerScope:
     """A named child span around a unit of work: decorator (sync/async) and (async) context manager."""
 
+    __slots__ = ("_tracer", "_untraced", "enabled", "endpoint", "name")
+
     def __init__(self, tracer: Tracer, name: str, enabled: bool,
                  endpoint: Endpoint | None = None) -> None:
         self.name = name
@@ -131,7 +133,8 @@ class LayerScope:
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 with self as call:
                     result = await function(*args, **kwargs)
-                    call.complete = _is_complete(result)
+                    if type(call) is not _Untraced:  # nothing records the untraced flag
+                        call.complete = _is_complete(result)
                     return result
             return cast(F, run_async)
 
@@ -139,7 +142,8 @@ class LayerScope:
         def run(*args: Any, **kwargs: Any) -> Any:
             with self as call:
                 result = function(*args, **kwargs)
-                call.complete = _is_complete(result)
+                if type(call) is not _Untraced:
+                    call.complete = _is_complete(result)
                 return result
         return cast(F, run)
 
@@ -157,6 +161,8 @@ def _is_complete(result: Any) -> bool:
 
 class Pipe(LayerScope):
     """KrakenD's pipe layer for one endpoint: a `pipe-<endpoint>` span (no metrics, as in KrakenD)."""
+
+    __slots__ = ("endpoint_name",)
 
     def __init__(self, kit: Kit, endpoint: str) -> None:
         allow = kit.pipe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from random import getrandbits as _getrandbits
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ class Backend(LayerScope):
     """KrakenD's backend layer for one `url_pattern`: a `backend-<url_pattern>` span, and the
     pattern (with its `path_aggregation`) that names the `http_client_path` tag of calls inside."""
 
+    __slots__ = ("url_pattern",)
+
     def __init__(self, kit: Kit, url_pattern: str, path_aggregation: str | None = None) -> None:
         if path_aggregation is None:
             path_aggregation = _configured_aggregation(kit, url_pattern)
@@ -45,22 +48,50 @@ def _configured_aggregation(kit: Kit, url_pattern: str) -> str:
 
 
 class ClientCall:
-    """One outgoing request in flight: the headers to inject and its single record at the end."""
+    """One outgoing request in flight: the trace context to inject and its single record."""
 
-    __slots__ = ("headers", "host", "layer", "method", "path", "recorded", "sent", "span",
-                 "start")
+    __slots__ = ("host", "layer", "method", "path", "recorded", "sampled", "sent", "span",
+                 "span_id", "start", "trace_id")
 
     def __init__(self, layer: ClientLayer, method: str, host: str, path: str, span: Span | None,
-                 headers: list[tuple[str, str]], sent: int) -> None:
+                 trace_id: str, span_id: str, sampled: bool, sent: int) -> None:
         self.layer = layer
         self.method = method
         self.host = host
         self.path = path
         self.span = span
-        self.headers = headers
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
         self.sent = sent
         self.recorded = False
         self.start = perf_counter_ns()
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The propagation headers (B3 multi-header and W3C traceparent) as text pairs."""
+        return inject(self.trace_id, self.span_id, self.sampled)
+
+    def raw_headers(self) -> tuple[tuple[bytes, bytes, bytes], ...]:
+        """The propagation headers as (name, lower-case name, value) bytes, built in one go."""
+        trace_id = self.trace_id.encode()
+        span_id = self.span_id.encode()
+        flag = b"1" if self.sampled else b"0"
+        return ((b"X-B3-TraceId", b"x-b3-traceid", trace_id),
+                (b"X-B3-SpanId", b"x-b3-spanid", span_id),
+                (b"X-B3-Sampled", b"x-b3-sampled", flag),
+                (b"traceparent", b"traceparent", b"00-%s-%s-0%s" % (trace_id, span_id, flag)))
+
+    def describe(self, url: str, user_agent: str) -> None:
+        """Set the CLIENT span's attributes (only called when a span exists: url is costly)."""
+        span = self.span
+        if span is not None:
+            attributes = span.attributes
+            attributes["http.host"] = self.host
+            attributes["http.method"] = self.method
+            attributes["http.path"] = self.path
+            attributes["http.url"] = url
+            attributes["http.user_agent"] = user_agent
 
     def finish(self, status: int, received: int, error: BaseException | None = None) -> None:
         """Record the exchange once (later calls are ignored) and end the CLIENT span."""
@@ -87,8 +118,13 @@ class ClientCall:
             span.end()
 
 
+_SPAN_MASK = (1 << 64) - 1
+
+
 class ClientLayer:
     """What every client integration needs from the kit, resolved once."""
+
+    __slots__ = ("_never", "allow", "record", "tag_host", "tag_path", "tracer")
 
     def __init__(self, kit: Kit) -> None:
         self.allow = kit.backend
@@ -98,9 +134,9 @@ class ClientLayer:
         self.tag_path = kit.tags.path
         self._never = kit.tracer.sampler is sampling.never
 
-    def begin(self, method: str, host: str, path: str, url: str, user_agent: str,
-              sent: int) -> ClientCall | None:
-        """Start a call (None when the backend layer is off for it); inject trace context."""
+    def start(self, method: str, host: str, path: str, sent: int) -> ClientCall | None:
+        """Start a call (None when the backend layer is off for it) and pick the ids to inject;
+        the caller sets the span's attributes with `describe` when `call.span` is not None."""
         allow = self.allow
         if allow is None or not allow(path):
             return None
@@ -112,18 +148,25 @@ class ClientLayer:
             started = self.tracer.start_root(path or "/", KIND_CLIENT, None)
             span = started if type(started) is Span else None
         if span is not None:
-            attributes = span.attributes
-            attributes["http.host"] = host
-            attributes["http.method"] = method
-            attributes["http.path"] = path
-            attributes["http.url"] = url
-            attributes["http.user_agent"] = user_agent
-            headers = inject(span.trace_id, span.span_id, True)
-        elif isinstance(parent, TraceContext):
-            headers = inject(parent.trace_id, new_span_id(), False)
-        else:
-            headers = inject(new_trace_id(), new_span_id(), False)
-        return ClientCall(self, method, host, path, span, headers, sent)
+            return ClientCall(self, method, host, path, span, span.trace_id, span.span_id, True,
+                              sent)
+        if isinstance(parent, TraceContext):
+            return ClientCall(self, method, host, path, None, parent.trace_id, new_span_id(),
+                              False, sent)
+        bits = _getrandbits(192)  # trace and span id from one draw (unsampled, no parent)
+        if bits >> 64 and bits & _SPAN_MASK:
+            ids = f"{bits:048x}"
+            return ClientCall(self, method, host, path, None, ids[:32], ids[32:], False, sent)
+        return ClientCall(self, method, host, path, None, new_trace_id(), new_span_id(), False,
+                          sent)
+
+    def begin(self, method: str, host: str, path: str, url: str, user_agent: str,
+              sent: int) -> ClientCall | None:
+        """Start a call with its span attributes set (for glue that has the url at hand)."""
+        call = self.start(method, host, path, sent)
+        if call is not None and call.span is not None:
+            call.describe(url, user_agent)
+        return call
 
 
 __all__ = ["Backend", "ClientCall", "ClientLayer"]

@@ -13,7 +13,61 @@ if TYPE_CHECKING:
     from gatescope.runtime import Kit
 
 
+# The names this layer injects, lower-cased as httpx keys them.
+_PROPAGATION_KEYS = frozenset((b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled", b"traceparent"))
+
+
+def _has_raw_list() -> bool:
+    """httpx keeps headers as a list of (name, lower-case name, value) bytes; checked once so a
+    different layout falls back to the public (slower) `Headers` API."""
+    probe = httpx.Headers({"A": "b"})
+    return getattr(probe, "_list", None) == [(b"A", b"a", b"b")]
+
+
+_RAW_LIST = _has_raw_list()
+
+
+def _text(value: bytes, headers: httpx.Headers) -> str:
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        return value.decode(headers.encoding)
+
+
 def _begin(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
+    headers = request.headers
+    if not _RAW_LIST:
+        return _begin_public(layer, request)
+    items: list[tuple[bytes, bytes, bytes]] = headers._list
+    host = length = agent = None
+    clash = False
+    for _, key, value in items:  # one pass instead of three case-folding lookups
+        if key == b"host":
+            host = value if host is None else host + b", " + value
+        elif key == b"content-length":
+            length = value if length is None else length + b", " + value
+        elif key == b"user-agent":
+            agent = value if agent is None else agent + b", " + value
+        elif key in _PROPAGATION_KEYS:
+            clash = True
+    url = request.url
+    call = layer.start(request.method, url.host if host is None else _text(host, headers),
+                       url.path, int(length) if length is not None and length.isdigit() else 0)
+    if call is None:
+        return None
+    if call.span is not None:
+        call.describe(str(url), "" if agent is None else _text(agent, headers))
+    if clash:  # replace what the caller set, as `headers[name] = value` would
+        for name, text in call.headers:
+            headers[name] = text
+    else:
+        items.extend(call.raw_headers())
+    if length is None and not isinstance(request.stream, httpx.ByteStream):
+        request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
+    return call
+
+
+def _begin_public(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
     headers = request.headers
     length = headers.get("content-length")
     url = request.url
