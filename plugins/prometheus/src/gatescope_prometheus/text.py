@@ -9,6 +9,7 @@ bucket lines only add their `le`. `test_text.py` proves the output equals `gener
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate, chain
 
 from gatescope.metrics import DISTRIBUTION, LAST_VALUE, DistributionValue, MetricsSnapshot, ViewData
 
@@ -26,11 +27,26 @@ def number(value: float) -> str:
     dot = text.find(".")
     if d > 0 and dot > 6:
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
-        return f"{mantissa}e+0{dot - 1}"
+        return f"{mantissa}e+{dot - 1:02d}"
     return text
 
 
 _INF = float("inf")
+_MEMO_LIMIT = 1 << 16
+
+
+class _NumberMemo(dict[float, str]):
+    """`number` remembered for the values scrapes repeat (counts, sizes); bounded."""
+
+    def __missing__(self, value: float) -> str:
+        text = number(value)
+        if len(self) < _MEMO_LIMIT and text not in ("-0.0", "NaN"):  # -0.0 == 0.0 as a key
+            self[value] = text
+        return text
+
+
+_numbers = _NumberMemo()
+_text_of = _numbers.__getitem__
 
 
 def _escape_value(value: str) -> str:
@@ -41,12 +57,50 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+class _ViewShape:
+    """Per-view strings and, per row, the line prefixes and the last text rendered for it."""
+
+    __slots__ = ("bounds", "family", "header", "kind", "labels", "name", "order", "rows")
+
+    def __init__(self, name: str, family: str, kind: str, header: str, labels: list[str],
+                 bounds: list[str]) -> None:
+        self.name = name
+        self.family = family
+        self.kind = kind
+        self.header = header
+        self.labels = labels
+        self.order = sorted(range(len(labels)), key=labels.__getitem__)
+        self.bounds = bounds
+        # tag values -> (line prefixes, value last rendered, its text); replaced on every render
+        # so rows gone from the snapshot are dropped.
+        self.rows: dict[tuple[str, ...], tuple[list[str], object, str]] = {}
+
+    def prefixes(self, key: tuple[str, ...]) -> list[str]:
+        """Each line's text up to its value; every prefix after the first starts with a newline."""
+        labels, order = self.labels, self.order
+        if self.kind != "histogram":
+            return [f"{self.family}{_labels(labels, order, key)} "]
+        name = self.name
+        head = "".join(f'{labels[i]}="{_escape_value(key[i])}",' for i in order
+                       if labels[i] < "le")
+        tail = "".join(f',{labels[i]}="{_escape_value(key[i])}"' for i in order
+                       if labels[i] >= "le")
+        bucket = f"{name}_bucket{{{head}le=\""
+        plain = _labels(labels, order, key)
+        lines = [f'{bucket}{bound}"{tail}}} ' for bound in self.bounds]
+        lines.append(f'{bucket}+Inf"{tail}}} ')
+        lines.append(f"{name}_count{plain} ")
+        lines.append(f"{name}_sum{plain} ")
+        return [lines[0], *("\n" + line for line in lines[1:])]
+
+
 class TextRenderer:
-    """Renders every view of a snapshot; bound strings are computed once per bounds tuple."""
+    """Renders every view of a snapshot; label strings are built once per tag set, and a row
+    whose value did not change since the last scrape reuses its text."""
 
     def __init__(self, namespace: str = "") -> None:
         self.namespace = namespace
-        self._bounds: dict[tuple[float, ...], list[str]] = {}
+        self._shapes: dict[object, _ViewShape] = {}
 
     def render(self, snapshot: MetricsSnapshot) -> str:
         out: list[str] = []
@@ -54,11 +108,12 @@ class TextRenderer:
             self._view(data, out)
         return "".join(out)
 
-    def _view(self, data: ViewData, out: list[str]) -> None:
+    def _shape(self, data: ViewData) -> _ViewShape:
         view = data.view
+        shape = self._shapes.get(view)
+        if shape is not None:
+            return shape
         name = sanitize(view.name) if view.internal else metric_name(self.namespace, view.name)
-        labels = [sanitize(key) for key in view.tag_keys]
-        order = sorted(range(len(labels)), key=labels.__getitem__)
         if view.aggregation == DISTRIBUTION:
             kind, family = "histogram", name
         elif view.aggregation == LAST_VALUE:
@@ -67,31 +122,39 @@ class TextRenderer:
             kind, family = "counter", name + "_total"
         else:
             kind, family = "untyped", name  # KrakenD's name, no `_total` (see collector.py)
-        out.append(f"# HELP {family} {_escape_help(view.description)}\n# TYPE {family} {kind}\n")
-        if kind != "histogram":
-            for key, value in data.rows.items():
-                out.append(f"{family}{_labels(labels, order, key)} "
-                           f"{number(value)}\n")  # type: ignore[arg-type]
-            return
-        bounds = self._bounds.get(view.bounds)
-        if bounds is None:
-            bounds = self._bounds[view.bounds] = [go_float(b) for b in view.bounds]
-        before = [i for i in order if labels[i] < "le"]
-        after = [i for i in order if labels[i] >= "le"]
+        header = f"# HELP {family} {_escape_help(view.description)}\n# TYPE {family} {kind}\n"
+        bounds = [go_float(b) for b in view.bounds] if kind == "histogram" else []
+        shape = _ViewShape(name, family, kind, header, [sanitize(key) for key in view.tag_keys],
+                           bounds)
+        if len(self._shapes) < 1000:
+            self._shapes[view] = shape
+        return shape
+
+    def _view(self, data: ViewData, out: list[str]) -> None:
+        shape = self._shape(data)
+        out.append(shape.header)
+        known = shape.rows
+        rows: dict[tuple[str, ...], tuple[list[str], object, str]] = {}
+        histogram = shape.kind == "histogram"
+        width = len(shape.bounds)
         for key, value in data.rows.items():
-            assert isinstance(value, DistributionValue)
-            head = "".join(f'{labels[i]}="{_escape_value(key[i])}",' for i in before)
-            tail = "".join(f',{labels[i]}="{_escape_value(key[i])}"' for i in after)
-            bucket = f"{name}_bucket{{{head}le=\""
-            running = 0
-            for bound, count in zip(bounds, value.bucket_counts, strict=False):
-                running += count
-                out.append(f'{bucket}{bound}"{tail}}} {number(running)}\n')
-            plain = _labels(labels, order, key)
-            count_text = number(value.count)
-            out.append(f'{bucket}+Inf"{tail}}} {count_text}\n'
-                       f"{name}_count{plain} {count_text}\n"
-                       f"{name}_sum{plain} {number(value.sum)}\n")
+            cached = known.get(key)
+            if cached is not None and cached[1] == value and (histogram or value):  # not +-0.0
+                rows[key] = cached
+                out.append(cached[2])
+                continue
+            prefixes = cached[0] if cached is not None else shape.prefixes(key)
+            if histogram:
+                assert isinstance(value, DistributionValue)
+                count = value.count
+                numbers = [*map(_text_of, accumulate(value.bucket_counts[:width])),
+                           _text_of(count), _text_of(count), _text_of(value.sum)]
+                text = "".join(chain.from_iterable(zip(prefixes, numbers, strict=True))) + "\n"
+            else:
+                text = f"{prefixes[0]}{_text_of(value)}\n"  # type: ignore[arg-type]
+            rows[key] = (prefixes, value, text)
+            out.append(text)
+        shape.rows = rows
 
 
 def _labels(labels: Sequence[str], order: Sequence[int], key: Sequence[str]) -> str:
