@@ -94,7 +94,7 @@ class Telemetry:
                 self.pipeline.add(exporter, section.name, period, self.stats.snapshot)
         self._started = False
         self._stopped = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the SIGTERM drain may run inside start()
 
     # --- construction -------------------------------------------------------------------------
 
@@ -189,7 +189,7 @@ class Telemetry:
         return views
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the SIGTERM drain may run inside start()
         self.stats.reset_after_fork()
         self.pipeline.reset_after_fork()
         for exporter in self.exporters:

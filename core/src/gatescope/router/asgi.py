@@ -34,13 +34,14 @@ _WANTED = frozenset({
 class _Exchange:
     """The send wrapper of one request: learns the status and counts body bytes as they pass."""
 
-    __slots__ = ("disconnected", "send", "sent", "status")
+    __slots__ = ("complete", "disconnected", "send", "sent", "status")
 
     def __init__(self, send: Send) -> None:
         self.send = send
         self.status = 0
         self.sent = 0
         self.disconnected = False
+        self.complete = False  # the final body message went out
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
@@ -48,10 +49,13 @@ class _Exchange:
             body = message.get("body")
             if body:
                 self.sent += len(body)
+            if not message.get("more_body"):
+                self.complete = True
         elif kind == "http.response.start":
             self.status = message["status"]
         elif kind == "http.response.pathsend":
             self.sent += os.path.getsize(message["path"])
+            self.complete = True
         try:
             await self.send(message)
         except OSError:
@@ -134,8 +138,8 @@ class TelemetryASGIMiddleware:
                 request_bytes = counting.received
             if token is not None:
                 current.reset(token)
-            if span is None and not self._tag_path and not failed and not exchange.disconnected \
-                    and exchange.status:
+            if span is None and not self._tag_path and not failed and exchange.complete \
+                    and not exchange.disconnected:
                 # The common unsampled case: nothing but the one record.
                 status = exchange.status
                 self._record(host.decode("latin-1") if self._tag_host else "", "",
@@ -149,7 +153,9 @@ class TelemetryASGIMiddleware:
                 span: Any, host: bytes, agent: bytes, request_bytes: int, elapsed_ns: int) -> None:
         if failed:
             status = failed
-        elif exchange.disconnected:
+        elif exchange.disconnected or (exchange.status and not exchange.complete):
+            # uvicorn reports a client that left only through receive(); the app (e.g. Starlette's
+            # StreamingResponse) then stops without the final body message.
             status = CLIENT_CLOSED
         else:
             status = exchange.status or SERVER_ERROR  # an app that never answered: the server sends 500
