@@ -53,7 +53,9 @@ def pack(spans: list[bytes], budget: int) -> Iterator[list[bytes]]:
     used = 0
     for data in spans:
         size = len(data)
-        if group and used + size + len(list_header(len(group) + 1, 0x0C)) > budget:
+        count = len(group) + 1  # list header: 1 byte below 15 elements, then 1 + varint(count)
+        header = 1 if count < 15 else 2 if count < 128 else len(list_header(count, 0x0C))
+        if group and used + size + header > budget:
             yield group
             group, used = [], 0
         group.append(data)

@@ -214,8 +214,10 @@ class CompactEncoder:
             b"\x19", b"",  # the tag list header, once the count is known
         ]
         if tags is None:  # span_tags' order, without building its list of pairs
-            attributes = span.attributes
-            parts.extend(map(tag, attributes.keys(), attributes.values()))
+            cached = self._tags.get
+            append = parts.append
+            for key, value in span.attributes.items():
+                append(cached((key, type(value), value)) or tag(key, value))
             kind = _KIND_NAMES.get(span.kind)
             if kind is not None:
                 parts.append(tag("span.kind", kind))
