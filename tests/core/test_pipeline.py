@@ -87,7 +87,7 @@ def test_hanging_exporter_delays_neither_caller_nor_other_exporter(gatescope_plu
     elapsed = time.monotonic() - started
     RELEASE.set()
     assert delivered is False
-    assert elapsed < 1.0 + 0.5, f"shutdown(1.0) took {elapsed:.2f}s"
+    assert elapsed < 1.0 + 1.5, f"shutdown(1.0) took {elapsed:.2f}s"  # slack for a loaded CI host; a hang would be 30 s
     assert len(capture.spans) == 5000
 
 
