@@ -16,10 +16,10 @@ from gatescope import (
     RateLimitedLog,
     SpanRecord,
 )
+from gatescope.http import Poster
 
 from gatescope_zipkin.config import ZipkinConfig
 from gatescope_zipkin.encoding import list_of_spans
-from gatescope_zipkin.http import Poster
 
 CONTENT_TYPE = "application/json"
 LOG_INTERVAL = 10.0  # seconds between two warnings about the same recurring failure

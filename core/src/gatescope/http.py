@@ -1,4 +1,4 @@
-"""One HTTP POST per export with a timeout, errors mapped to `ExportError`, no payload logged."""
+"""HTTP delivery for exporter plugins: a POST with a timeout, `ExportError` on failure, no payload logged."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import base64
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
-from gatescope import ExportError, RateLimitedLog
+
+from gatescope.exporter import RateLimitedLog
+from gatescope.pipeline import ExportError
 
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})  # "try again later" answers
 
