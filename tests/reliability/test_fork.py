@@ -8,8 +8,9 @@ import signal
 import threading
 
 import pytest
+from gatescope import hookimpl
 from gatescope.spans import KIND_SERVER
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import CapturingExporter, exporter_of, krakend_config
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -65,3 +66,36 @@ def test_forked_child_exports_with_fresh_threads_and_locks(gatescope_plugins):
     assert result["count"] == 1
     assert telemetry.flush(5)
     assert [s.name for s in capture.spans] == ["parent-span"]
+
+
+
+class _BrokenAfterFork(CapturingExporter):
+    name = "brokenfork"
+
+    def after_fork_in_child(self) -> None:
+        raise OSError("the file this exporter had open is gone")
+
+
+class _BrokenPlugin:
+    @hookimpl
+    def gatescope_register_exporters(self, register):
+        register(_BrokenAfterFork)
+
+
+def test_a_failing_after_fork_hook_costs_no_other_exporter(gatescope_plugins):
+    gatescope_plugins.register(_BrokenPlugin())
+    telemetry = gatescope_plugins.telemetry(
+        krakend_config({"brokenfork": {}, "capture": {}}, sample_rate=100))
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        try:
+            telemetry.kit.server.record("h", "/p", "GET", "200", 0, 1, 1.0)
+            telemetry.tracer.start_root("child", KIND_SERVER, None).end()
+            delivered = exporter_of(telemetry, "capture").wait_for_spans(1, timeout=5)
+            code = 0 if delivered else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "export stopped in the child after one hook failed"

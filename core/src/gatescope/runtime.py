@@ -164,6 +164,7 @@ class Telemetry:
             if self._stopped:
                 return True
             self._stopped = True
+            _live.discard(self)  # nothing left to drain at exit or to restart after a fork
             if not self._started:
                 return True
         return self.pipeline.shutdown(timeout)
@@ -194,8 +195,13 @@ class Telemetry:
         self.pipeline.reset_after_fork()
         for exporter in self.exporters:
             hook = getattr(exporter, "after_fork_in_child", None)
-            if hook is not None:
+            if hook is None:
+                continue
+            try:
                 hook()
+            except Exception as exc:  # one exporter's failure must not cost the others
+                log.warning("gatescope: exporter %r failed to reset after fork: %s: %s",
+                            exporter.name, type(exc).__name__, exc)
         if self._started and not self._stopped:
             self.pipeline.start()
 
@@ -310,4 +316,7 @@ def _drain_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _after_fork() -> None:
     for telemetry in list(_live):
-        telemetry._after_fork_in_child()
+        try:
+            telemetry._after_fork_in_child()
+        except Exception:  # never leave the next instance with its parent's held locks
+            log.exception("gatescope: telemetry failed to reset after fork")
