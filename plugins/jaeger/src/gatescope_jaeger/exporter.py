@@ -14,10 +14,10 @@ from gatescope import (
     RateLimitedLog,
     SpanRecord,
 )
+from gatescope.http import Poster
 
 from gatescope_jaeger.agent import AgentSender, trim_span
 from gatescope_jaeger.config import JaegerConfig, split_agent_address
-from gatescope_jaeger.http import Poster
 from gatescope_jaeger.thrift import BinaryEncoder, CompactEncoder
 
 CONTENT_TYPE = "application/x-thrift"  # what the collector's /api/traces accepts
