@@ -178,3 +178,27 @@ def test_fast_renderer_equals_prometheus_client(gatescope_plugins) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(lambda: snapshot, "krakend"))
     assert TextRenderer("krakend").render(snapshot) == generate_latest(registry).decode()
+
+
+def test_cached_renderer_stays_equal_across_scrapes(gatescope_plugins) -> None:
+    """The renderer reuses unchanged rows' text: repeated, changed and new rows must stay exact."""
+    from gatescope_prometheus import SnapshotCollector
+    from gatescope_prometheus.text import TextRenderer
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    telemetry, _ = start(gatescope_plugins, namespace="krakend", tag_path=True, tag_statuscode=True)
+    renderer = TextRenderer("krakend")
+
+    def check() -> None:
+        snapshot = telemetry.metrics()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(lambda: snapshot, "krakend"))
+        assert renderer.render(snapshot) == generate_latest(registry).decode()
+
+    for i in range(10):
+        telemetry.kit.server.record("h", f"/p/{i}", "GET", "200", 0, 3e10 + i, 12.5)
+    check()
+    check()  # nothing changed: reused text
+    telemetry.kit.server.record("h", "/p/3", "GET", "200", 0, 7e12, 99999.0)  # a changed row
+    telemetry.kit.server.record("h", "/new", "POST", "500", 1, 2, 0.5)  # a new tag set
+    check()
