@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatescope.testing import Upstream
 
 REPO = Path(__file__).resolve().parents[3]
 MOTO_SERVER = REPO / ".peers" / "moto" / "bin" / "moto_server"
@@ -99,39 +100,6 @@ def xray_section(endpoint: str, **overrides: Any) -> dict[str, Any]:
 
 ENDPOINT = "/users/{id}"
 URL_PATTERN = "/u/{id}"
-
-
-class Upstream:
-    """A real upstream HTTP server on 127.0.0.1 answering every GET with `status` and JSON."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.status = 200
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b'{"id": 42}'
-                self.send_response(upstream.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

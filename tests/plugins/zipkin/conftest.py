@@ -19,6 +19,7 @@ import httpx
 import jsonschema
 import pytest
 import yaml
+from gatescope.testing import Upstream as Backend
 
 SPEC = (Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "zipkin-api"
         / "zipkin2-api.yaml")
@@ -101,36 +102,6 @@ class FakeZipkin:
     def spans(self) -> list[dict[str, Any]]:
         with self.lock:
             return [span for body in self.bodies for span in body]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Backend:
-    """A real upstream on 127.0.0.1 answering every GET with `status` and a small JSON body."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        backend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b'{"id": 42}'
-                self.send_response(backend.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
 
     def close(self) -> None:
         self.server.shutdown()
