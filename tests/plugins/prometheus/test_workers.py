@@ -56,11 +56,15 @@ def _worker_pids(master: int) -> set[int]:
 
 def _wait_workers(master: int, exclude: set[int] = frozenset()) -> set[int]:
     deadline = time.monotonic() + 30
+    previous: set[int] = set()
     while time.monotonic() < deadline:
+        # Exactly WORKERS children, the same set twice: a process caught between fork and exec
+        # (multiprocessing's resource tracker still shows uvicorn's arguments) is not a worker.
         pids = _worker_pids(master) - exclude
-        if len(pids) >= WORKERS:
+        if len(pids) == WORKERS and pids == previous:
             return pids
-        time.sleep(0.1)
+        previous = pids
+        time.sleep(0.2)
     raise AssertionError(f"workers did not start: {_worker_pids(master)}")
 
 
