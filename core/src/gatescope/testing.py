@@ -113,6 +113,33 @@ class Upstream:
         self.server.server_close()
 
 
+def three_layer_request(telemetry: Telemetry, upstream: Upstream, path: str = "/users/42", *,
+                        endpoint: str = "/users/{id}", url_pattern: str = "/u/{id}",
+                        headers: Mapping[str, str] | None = None) -> int:
+    """One request through router (ASGI middleware), pipe, backend and an instrumented httpx
+    client to a real upstream (`/users/...` is fetched as `/u/...`); returns the gateway status."""
+    import asyncio
+
+    import httpx
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with (telemetry.pipe(endpoint), telemetry.backend(url_pattern),
+                    telemetry.async_httpx_client() as client):
+            answer = await client.get(upstream.url + scope["path"].replace("/users", "/u"))
+        status = 200 if answer.status_code < 400 else 502
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer.content})
+
+    async def drive() -> int:
+        transport = httpx.ASGITransport(app=telemetry.asgi(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.local") as client:
+            response = await client.get(path, headers=dict(headers or {}))
+            return response.status_code
+
+    return asyncio.run(drive())
+
+
 class CapturePlugin:
     """A plugin object providing the `capture` exporter."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatescope import testing
 from gatescope.testing import Upstream
 
 REPO = Path(__file__).resolve().parents[3]
@@ -110,28 +111,10 @@ def upstream() -> Iterator[Upstream]:
 
 
 def three_layer_request(telemetry: Any, upstream: Upstream, path: str = "/users/42") -> int:
-    """One request through router (ASGI middleware), pipe, backend and an instrumented httpx
-    client to a real upstream server; returns the gateway's status."""
-    import asyncio
-
-    import httpx
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with (telemetry.pipe(ENDPOINT), telemetry.backend(URL_PATTERN),
-                    telemetry.async_httpx_client() as client):
-            answer = await client.get(upstream.url + scope["path"].replace("/users", "/u"))
-        status = 200 if answer.status_code < 400 else 502
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": answer.content})
-
-    async def drive() -> int:
-        transport = httpx.ASGITransport(app=telemetry.asgi(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.local") as client:
-            response = await client.get(path, headers={"user-agent": "xray-test/1"})
-            return response.status_code
-
-    return asyncio.run(drive())
+    """One request through the three layers to a real upstream (gatescope.testing's helper)."""
+    return testing.three_layer_request(telemetry, upstream, path, endpoint=ENDPOINT,
+                                       url_pattern=URL_PATTERN,
+                                       headers={"user-agent": "xray-test/1"})
 
 
 @pytest.fixture

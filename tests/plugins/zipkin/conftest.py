@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import sys
@@ -15,10 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 import yaml
+from gatescope import testing
 from gatescope.testing import Upstream as Backend
 
 SPEC = (Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "zipkin-api"
@@ -130,24 +129,9 @@ def closed_port() -> int:
 
 
 def three_layer_request(telemetry: Any, backend: Backend, path: str = "/users/42") -> int:
-    """One request through router (ASGI middleware), pipe and backend (instrumented httpx)."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with telemetry.pipe(ENDPOINT), telemetry.backend(URL_PATTERN), \
-                telemetry.async_httpx_client() as client:
-            answer = await client.get(backend.url + scope["path"].replace("/users", "/u"))
-        status = 200 if answer.status_code < 400 else 502
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": answer.content})
-
-    async def drive() -> int:
-        transport = httpx.ASGITransport(app=telemetry.asgi(app))
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.local") as client:
-            response = await client.get(path)
-            return response.status_code
-
-    return asyncio.run(drive())
+    """One request through the three layers to a real upstream (gatescope.testing's helper)."""
+    return testing.three_layer_request(telemetry, backend, path, endpoint=ENDPOINT,
+                                       url_pattern=URL_PATTERN)
 
 
 def layered_document(exporter: dict[str, Any]) -> dict[str, Any]:
