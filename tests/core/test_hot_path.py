@@ -172,3 +172,58 @@ def test_tag_set_cap_folds_into_overflow_row():
     assert rows[(OVERFLOW_TAG_VALUE,)] == 7
     assert sum(rows.values()) == 10
     assert stats.folded()["opencensus.io/http/server/request_count"] == 7
+
+
+def _count(stats: Stats) -> int:
+    return sum(stats.snapshot().view("opencensus.io/http/server/request_count").rows.values())
+
+
+def test_queued_records_are_folded_by_every_snapshot():
+    stats = Stats()
+    assert stats.server.batch > 1  # single-process mode queues records
+    stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
+    assert len(stats.server._pending) == 1  # queued, not folded yet
+    assert _count(stats) == 1
+    assert not stats.server._pending
+
+
+def test_the_queue_is_folded_when_it_reaches_a_batch():
+    stats = Stats()
+    batch = stats.server.batch
+    for _ in range(batch * 3 + 5):
+        stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
+        assert len(stats.server._pending) < batch  # bounded: never a full batch left waiting
+    assert len(stats.server._pending) == 5
+    assert _count(stats) == batch * 3 + 5
+
+
+def test_records_from_racing_threads_are_all_folded():
+    import threading
+
+    stats = Stats()
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for i in range(2000):
+            stats.server.record("h", "", "GET", "200", i % 7, 10, 1.0)
+            if i % 500 == 0:
+                stats.snapshot()  # folds concurrently with appends
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snap = stats.snapshot()
+    assert sum(snap.view("opencensus.io/http/server/request_count").rows.values()) == 16000
+    assert snap.view("opencensus.io/http/server/request_bytes").rows[()].count == 16000
+    assert stats.server.folded() == {}
+
+
+def test_multiprocess_rows_are_written_at_once(tmp_path):
+    stats = Stats(multiprocess_dir=str(tmp_path))
+    assert stats.server.batch == 1  # other workers read the file: nothing may wait in memory
+    stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
+    assert not stats.server._pending
+    assert _count(stats) == 1

@@ -102,22 +102,34 @@ class _CountingRequestStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 class _CountingResponseStream(httpx.SyncByteStream):
-    """Counts response body bytes; the call is recorded when the body is closed (as ochttp does)."""
+    """Counts response body bytes; the call is recorded when the body is closed (as ochttp does).
+
+    A plain iterator, not a generator: one method call per chunk and nothing else."""
+
+    __slots__ = ("_call", "_chunks", "_received", "_status", "_stream")
 
     def __init__(self, stream: httpx.SyncByteStream, call: ClientCall, status: int) -> None:
         self._stream = stream
         self._call = call
         self._status = status
         self._received = 0
+        self._chunks: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
+        self._chunks = iter(self._stream)
+        return self
+
+    def __next__(self) -> bytes:
+        assert self._chunks is not None
         try:
-            for chunk in self._stream:
-                self._received += len(chunk)
-                yield chunk
+            chunk = next(self._chunks)
+        except StopIteration:
+            raise
         except Exception as exc:
             self._call.finish(self._status, self._received, exc)
             raise
+        self._received += len(chunk)
+        return chunk
 
     def close(self) -> None:
         try:
@@ -127,22 +139,33 @@ class _CountingResponseStream(httpx.SyncByteStream):
 
 
 class _AsyncCountingResponseStream(httpx.AsyncByteStream):
-    """The async twin of `_CountingResponseStream`."""
+    """The async twin of `_CountingResponseStream`: an async iterator, not an async generator
+    (asyncio registers every async generator in a weak set and runs a hook on its first step)."""
+
+    __slots__ = ("_call", "_chunks", "_received", "_status", "_stream")
 
     def __init__(self, stream: httpx.AsyncByteStream, call: ClientCall, status: int) -> None:
         self._stream = stream
         self._call = call
         self._status = status
         self._received = 0
+        self._chunks: AsyncIterator[bytes] | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._chunks = self._stream.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        assert self._chunks is not None
         try:
-            async for chunk in self._stream:
-                self._received += len(chunk)
-                yield chunk
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            raise
         except Exception as exc:
             self._call.finish(self._status, self._received, exc)
             raise
+        self._received += len(chunk)
+        return chunk
 
     async def aclose(self) -> None:
         try:
