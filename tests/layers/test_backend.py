@@ -179,6 +179,42 @@ def test_unsampled_remote_parent_is_propagated(make_telemetry: Any, upstream: An
     assert spans_of(telemetry) == []
 
 
+def test_rate_zero_without_parent_propagates_fresh_unsampled_ids(make_telemetry: Any,
+                                                                  upstream: Any) -> None:
+    """The lean path (never-sampler, no host/path tags): fresh ids, sampled 0, one record."""
+    telemetry = make_telemetry(sample_rate=0)
+    pipe = telemetry.pipe("/")
+
+    def handler() -> int:
+        return 1
+
+    assert pipe(handler) is handler  # nothing could ever be recorded around it
+    seen_ids = set()
+    with telemetry.httpx_client() as client:
+        for _ in range(3):
+            with telemetry.backend("/users/{id}"):
+                assert client.get(upstream.url + "/users/1").status_code == 200
+            seen = upstream.seen[-1]
+            trace_id, span_id = seen["x-b3-traceid"], seen["x-b3-spanid"]
+            assert len(trace_id) == 32 and len(span_id) == 16 and int(trace_id, 16) and int(span_id, 16)
+            assert seen["x-b3-sampled"] == "0"
+            assert seen["traceparent"] == f"00-{trace_id}-{span_id}-00"
+            seen_ids.add(trace_id)
+    assert len(seen_ids) == 3  # a new trace per call
+    assert sum(rows(telemetry.metrics(), "client/completed_count").values()) == 3
+    assert spans_of(telemetry) == []
+
+
+def test_rate_zero_with_a_path_tag_still_names_the_backend(make_telemetry: Any,
+                                                            upstream: Any) -> None:
+    telemetry = make_telemetry(sample_rate=0, tag_path=True)
+    with telemetry.httpx_client() as client, telemetry.backend("/users/{id}"):
+        client.get(upstream.url + "/users/1")
+    assert upstream.seen[-1]["x-b3-sampled"] == "0"
+    completed = rows(telemetry.metrics(), "client/completed_count")
+    assert [key for key in completed if "/users/{id}" in key], completed
+
+
 def test_connect_error_recorded_as_500_and_raised(make_telemetry: Any, root: Any) -> None:
     telemetry = make_telemetry(sample_rate=100)
     with telemetry.httpx_client() as client:

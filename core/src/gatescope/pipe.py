@@ -10,6 +10,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from gatescope.sampling import never
 from gatescope.spans import CANCELLED, KIND_UNSPECIFIED, STATUS_NAMES, UNKNOWN
 from gatescope.tracing import Span, Tracer, current
 
@@ -82,7 +83,7 @@ class _Untraced(LayerCall):
 class LayerScope:
     """A named child span around a unit of work: decorator (sync/async) and (async) context manager."""
 
-    __slots__ = ("_tracer", "_untraced", "enabled", "endpoint", "name")
+    __slots__ = ("_passthrough", "_tracer", "_untraced", "enabled", "endpoint", "name")
 
     def __init__(self, tracer: Tracer, name: str, enabled: bool,
                  endpoint: Endpoint | None = None) -> None:
@@ -91,9 +92,12 @@ class LayerScope:
         self.endpoint = endpoint  # set as `backend_endpoint` while inside (backend layer only)
         self._tracer = tracer
         self._untraced = _Untraced(self, None)
+        # Nothing can happen inside: the layer is off, or no span can start and no backend
+        # endpoint is to be named (the never-sampler, sample_rate 0).
+        self._passthrough = not enabled or (tracer.sampler is never and endpoint is None)
 
     def __enter__(self) -> LayerCall:
-        if not self.enabled:
+        if self._passthrough:
             return self._untraced
         span = self._tracer.start_child(self.name, KIND_UNSPECIFIED)
         if span is None and self.endpoint is None:
@@ -108,6 +112,8 @@ class LayerScope:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self._passthrough:
+            return
         call = _active.get()
         if call is None or call.owner is not self:
             return  # nothing was entered for this scope (disabled or unsampled)
@@ -128,6 +134,8 @@ class LayerScope:
 
     def __call__(self, function: F) -> F:
         """Decorate a sync or async function: each call runs inside this scope."""
+        if self._passthrough:
+            return function  # the scope could never record anything around it
         if inspect.iscoroutinefunction(function):
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from gatescope.propagation import TraceContext
-from gatescope.sampling import Sampler
+from gatescope.sampling import Sampler, always
 from gatescope.spans import OK, STATUS_NAMES, AttributeValue, SpanRecord, status_from_http
 
 # The innermost active span, or a bare TraceContext when the request is not sampled.
@@ -17,6 +17,7 @@ current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.Contex
 )
 
 _getrandbits = random.getrandbits
+_SPAN_MASK = (1 << 64) - 1
 _time_ns = time.time_ns
 
 # HTTP status -> (canonical code, message), filled on first use of each status (a few dozen).
@@ -39,17 +40,26 @@ def new_span_id() -> str:
     return f"{_getrandbits(64) or 1:016x}"
 
 
+def new_ids() -> tuple[str, str]:
+    """A new trace id and span id from one random draw (neither may be all zeros)."""
+    bits = _getrandbits(192)
+    if bits >> 64 and bits & _SPAN_MASK:
+        ids = f"{bits:048x}"
+        return ids[:32], ids[32:]
+    return new_trace_id(), new_span_id()
+
+
 class Span(SpanRecord):
     """A sampled span in flight; `end()` hands it to the export sink exactly once."""
 
     __slots__ = ("_sink",)
 
     def __init__(self, name: str, trace_id: str, parent_span_id: str | None, kind: int,
-                 sink: Callable[[SpanRecord], None]) -> None:
+                 sink: Callable[[SpanRecord], None], span_id: str | None = None) -> None:
         # The slots are set directly: this runs once per sampled request.
         self.name = name
         self.trace_id = trace_id
-        self.span_id = f"{_getrandbits(64) or 1:016x}"
+        self.span_id = span_id or f"{_getrandbits(64) or 1:016x}"
         self.parent_span_id = parent_span_id
         self.kind = kind
         self.start_ns = _time_ns()
@@ -91,6 +101,9 @@ class Tracer:
 
     def start_root(self, name: str, kind: int, parent: TraceContext | None) -> Span | TraceContext | None:
         """A server-side span: sampled -> Span; unsampled with a remote parent -> that context."""
+        if parent is None and self.sampler is always:
+            trace_id, span_id = new_ids()
+            return Span(name, trace_id, None, kind, self.sink, span_id)
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         if self.sampler(trace_id, parent):
             return Span(name, trace_id, parent.span_id if parent else None, kind, self.sink)

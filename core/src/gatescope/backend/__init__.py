@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from random import getrandbits as _getrandbits
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from gatescope import sampling
+from gatescope.filters import allow_all
 from gatescope.paths import PATH_AGGREGATIONS, PATTERN, Endpoint
 from gatescope.pipe import LayerScope, backend_endpoint
 from gatescope.propagation import TraceContext, inject
 from gatescope.router import STATUS_TEXT
 from gatescope.spans import KIND_CLIENT, UNKNOWN
-from gatescope.tracing import Span, current, new_span_id, new_trace_id
+from gatescope.tracing import Span, current, new_ids, new_span_id
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -118,13 +118,12 @@ class ClientCall:
             span.end()
 
 
-_SPAN_MASK = (1 << 64) - 1
 
 
 class ClientLayer:
     """What every client integration needs from the kit, resolved once."""
 
-    __slots__ = ("_never", "allow", "record", "tag_host", "tag_path", "tracer")
+    __slots__ = ("_never", "allow", "lean", "record", "tag_host", "tag_path", "tracer")
 
     def __init__(self, kit: Kit) -> None:
         self.allow = kit.backend
@@ -133,6 +132,10 @@ class ClientLayer:
         self.tag_host = kit.tags.host
         self.tag_path = kit.tags.path
         self._never = kit.tracer.sampler is sampling.never
+        # Nothing about a call but its record and unsampled propagation headers is ever needed:
+        # no span can start, no tag names its host or path, no filter reads its path.
+        self.lean = self._never and not self.tag_host and not self.tag_path \
+            and self.allow is allow_all
 
     def start(self, method: str, host: str, path: str, sent: int) -> ClientCall | None:
         """Start a call (None when the backend layer is off for it) and pick the ids to inject;
@@ -153,12 +156,20 @@ class ClientLayer:
         if isinstance(parent, TraceContext):
             return ClientCall(self, method, host, path, None, parent.trace_id, new_span_id(),
                               False, sent)
-        bits = _getrandbits(192)  # trace and span id from one draw (unsampled, no parent)
-        if bits >> 64 and bits & _SPAN_MASK:
-            ids = f"{bits:048x}"
-            return ClientCall(self, method, host, path, None, ids[:32], ids[32:], False, sent)
-        return ClientCall(self, method, host, path, None, new_trace_id(), new_span_id(), False,
-                          sent)
+        trace_id, span_id = new_ids()  # unsampled, no parent
+        return ClientCall(self, method, host, path, None, trace_id, span_id, False, sent)
+
+    def start_lean(self, method: str, sent: int) -> ClientCall | None:
+        """`start` for a `lean` layer (host and path untouched); None: a span is current after
+        all (another Telemetry's), so the caller takes the full `start`."""
+        parent = current.get()
+        if parent is None:
+            trace_id, span_id = new_ids()
+            return ClientCall(self, method, "", "", None, trace_id, span_id, False, sent)
+        if type(parent) is TraceContext:
+            return ClientCall(self, method, "", "", None, parent.trace_id, new_span_id(), False,
+                              sent)
+        return None
 
     def begin(self, method: str, host: str, path: str, url: str, user_agent: str,
               sent: int) -> ClientCall | None:

@@ -50,13 +50,16 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
             agent = value if agent is None else agent + b", " + value
         elif key in _PROPAGATION_KEYS:
             clash = True
-    url = request.url
-    call = layer.start(request.method, url.host if host is None else _text(host, headers),
-                       url.path, int(length) if length is not None and length.isdigit() else 0)
+    sent = int(length) if length is not None and length.isdigit() else 0
+    call = layer.start_lean(request.method, sent) if layer.lean else None
     if call is None:
-        return None
-    if call.span is not None:
-        call.describe(str(url), "" if agent is None else _text(agent, headers))
+        url = request.url
+        call = layer.start(request.method, url.host if host is None else _text(host, headers),
+                           url.path, sent)
+        if call is None:
+            return None
+        if call.span is not None:
+            call.describe(str(url), "" if agent is None else _text(agent, headers))
     if clash:  # replace what the caller set, as `headers[name] = value` would
         for name, text in call.headers:
             headers[name] = text

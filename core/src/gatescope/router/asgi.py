@@ -9,6 +9,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from gatescope import sampling
+from gatescope.filters import allow_all
 from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointResolver, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT
@@ -86,7 +87,8 @@ class TelemetryASGIMiddleware:
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
         self.app = app
         self.kit = kit
-        self._allow = kit.router
+        self._off = kit.router is None
+        self._check = None if kit.router is allow_all else kit.router  # None: every path
         self._record = kit.server.record
         self._tracer = kit.tracer
         self._resolver = EndpointResolver(kit.endpoints, endpoints, unknown_route)
@@ -96,8 +98,8 @@ class TelemetryASGIMiddleware:
         self._never = kit.tracer.sampler is sampling.never
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        allow = self._allow
-        if scope["type"] != "http" or allow is None or not allow(scope["path"]):
+        check = self._check
+        if scope["type"] != "http" or self._off or (check is not None and not check(scope["path"])):
             await self.app(scope, receive, send)
             return
         start = perf_counter_ns()
@@ -123,7 +125,8 @@ class TelemetryASGIMiddleware:
         span = None if parent is None and self._never else \
             self._tracer.start_root(UNKNOWN_ROUTE, KIND_SERVER, parent)
         token = current.set(span) if span is not None else None
-        root_path = scope.get("root_path", "")
+        # Mounts extend root_path in place; only naming the route needs the original.
+        root_path = scope.get("root_path", "") if span is not None or self._tag_path else ""
         exchange = _Exchange(send)
         failed = 0
         try:

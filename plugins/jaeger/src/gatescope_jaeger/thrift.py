@@ -147,6 +147,22 @@ class CompactEncoder:
         # a trace's spans share its id and a child names its parent: encode each id once
         self._ids: dict[str, bytes] = {}
         self._names: dict[str, bytes] = {}
+        # Timestamps of neighbouring spans share all but their low 14 bits: keep those bytes.
+        self._high = -1
+        self._high_bytes = b""
+
+    def _timestamp(self, start_us: int) -> bytes:
+        """Zigzag varint of a non-negative microsecond timestamp (field 8)."""
+        n = start_us << 1
+        high = n >> 14
+        if not high:
+            return varint(n)
+        if high != self._high:
+            if not _PAIRS:
+                _build_pairs()
+            self._high_bytes = varint(high)
+            self._high = high
+        return _PAIRS[n & 16383] + self._high_bytes
 
     def _trace_fields(self, trace_id: str) -> bytes:
         """Fields 1 and 2 (traceIdLow, traceIdHigh) of a span, cached per trace."""
@@ -209,7 +225,7 @@ class CompactEncoder:
             self._trace_fields(span.trace_id), b"\x16", self._span_id(span.span_id),
             b"\x16", self._span_id(parent) if parent else b"\x00",
             self._name(span.name),
-            b"\x25\x02\x16", varint(start_us << 1) if start_us >= 0 else zigzag_varint(start_us),
+            b"\x25\x02\x16", self._timestamp(start_us) if start_us >= 0 else zigzag_varint(start_us),
             b"\x16", varint(max(0, span.end_ns // 1000 - start_us) << 1),  # zigzag of n >= 0
             b"\x19", b"",  # the tag list header, once the count is known
         ]
