@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-VARIANTS = ("bare", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on")
+VARIANTS = ("bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off",
+            "otel-on")
 SCENARIOS = ("router", "gateway")
 UPSTREAM_URL = "http://upstream.local/items/42"
 
@@ -94,6 +96,50 @@ def _prometheus_client_middleware(app: Any) -> Any:
     return middleware
 
 
+def _floor_middleware(app: Any) -> Any:
+    """The least any router layer does: time the request, learn its status, count body bytes.
+
+    Nothing is recorded or traced: the gap between this and gatescope is what aggregation and
+    spans cost; the gap between this and bare is the floor no router layer can go under."""
+    perf = time.perf_counter_ns
+    seen: list[tuple[int, int, int]] = []
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        start = perf()
+        state = [0, 0]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                state[0] = message["status"]
+            else:
+                state[1] += len(message.get("body", b""))
+            await send(message)
+
+        await app(scope, receive, sending)
+        seen.append((state[0], state[1], perf() - start))
+        if len(seen) > 1000:
+            seen.clear()
+
+    return middleware
+
+
+class _FloorTransport(httpx.AsyncBaseTransport):
+    """The least a backend layer does on the wire: fresh ids in KrakenD's B3 headers plus W3C
+    traceparent (what gatescope sends), and the same response handed back."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        ids = b"%048x" % random.getrandbits(192)
+        trace, span = ids[:32], ids[32:]
+        request.headers._list.extend((  # httpx's raw header list: the cheapest way in
+            (b"X-B3-TraceId", b"x-b3-traceid", trace), (b"X-B3-SpanId", b"x-b3-spanid", span),
+            (b"X-B3-Sampled", b"x-b3-sampled", b"0"),
+            (b"traceparent", b"traceparent", b"00-%s-%s-00" % (trace, span))))
+        return await self._transport.handle_async_request(request)
+
+
 def _gatescope(rate: int, sink: Sink | None) -> Any:
     from gatescope.runtime import Telemetry
 
@@ -154,7 +200,7 @@ def build(scenario: str, name: str) -> Variant:
     elif name.startswith("otel-"):
         otel = _otel(name == "otel-on")
         closers.append(otel[2])
-    elif name not in ("bare", "prometheus_client"):
+    elif name not in ("bare", "floor", "prometheus_client"):
         raise ValueError(f"unknown variant {name!r}")
 
     if scenario == "router":
@@ -163,6 +209,8 @@ def build(scenario: str, name: str) -> Variant:
         transport: Any = upstream
         if telemetry is not None:
             transport = telemetry.async_httpx_transport(upstream)
+        elif name == "floor":
+            transport = _FloorTransport(upstream)
         client = httpx.AsyncClient(transport=transport)
         if otel is not None:
             from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -183,4 +231,6 @@ def build(scenario: str, name: str) -> Variant:
         app = OpenTelemetryMiddleware(app, tracer_provider=otel[0], meter_provider=otel[1])
     elif name == "prometheus_client":
         app = _prometheus_client_middleware(app)
+    elif name == "floor":
+        app = _floor_middleware(app)
     return Variant(name, scenario, app, closers)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = {"bare", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on"}
+VARIANTS = {"bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on"}
 
 
 @pytest.fixture(scope="module")

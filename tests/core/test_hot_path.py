@@ -227,3 +227,17 @@ def test_multiprocess_rows_are_written_at_once(tmp_path):
     stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
     assert not stats.server._pending
     assert _count(stats) == 1
+
+
+def test_new_ids_are_lower_hex_nonzero_and_distinct(monkeypatch):
+    from gatescope import tracing
+
+    drawn = {tracing.new_ids() for _ in range(2000)}
+    assert len(drawn) == 2000
+    for trace_id, span_id in drawn:
+        assert len(trace_id) == 32 and len(span_id) == 16
+        assert trace_id == trace_id.lower() and int(trace_id, 16) and int(span_id, 16)
+    # an all-zero draw (invalid in B3 and W3C) is replaced, not sent
+    monkeypatch.setattr(tracing, "_randbytes", lambda n: bytes(n))
+    trace_id, span_id = tracing.new_ids()
+    assert int(trace_id, 16) and int(span_id, 16)

@@ -17,7 +17,8 @@ current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.Contex
 )
 
 _getrandbits = random.getrandbits
-_SPAN_MASK = (1 << 64) - 1
+_randbytes = random.randbytes
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _time_ns = time.time_ns
 
 # HTTP status -> (canonical code, message), filled on first use of each status (a few dozen).
@@ -42,10 +43,10 @@ def new_span_id() -> str:
 
 def new_ids() -> tuple[str, str]:
     """A new trace id and span id from one random draw (neither may be all zeros)."""
-    bits = _getrandbits(192)
-    if bits >> 64 and bits & _SPAN_MASK:
-        ids = f"{bits:048x}"
-        return ids[:32], ids[32:]
+    ids = _randbytes(24).hex()
+    trace_id, span_id = ids[:32], ids[32:]
+    if trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN:
+        return trace_id, span_id
     return new_trace_id(), new_span_id()
 
 
