@@ -18,6 +18,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import breakdown  # noqa: E402
 import exportbench  # noqa: E402
 import inprocess  # noqa: E402
 import overhttp  # noqa: E402
@@ -34,7 +35,11 @@ SIZES = {
     "router_iterations": (20_000, 20), "gateway_iterations": (3_000, 5), "rounds": (7, 2),
     "http_seconds": (4, 1), "http_rounds": (3, 1), "export_spans": (100_000, 200),
     "record_calls": (300_000, 200), "render_repeats": (10, 1), "rss_requests": (1_000_000, 400),
+    "breakdown_requests": (20_000, 50),
 }
+# (scenario, variant) pairs whose time is broken down by thread and by function.
+BREAKDOWNS = (("router", "gatescope-0"), ("router", "gatescope-100"), ("gateway", "gatescope-0"),
+              ("gateway", "gatescope-100"))
 
 
 def _versions() -> dict[str, str]:
@@ -87,6 +92,14 @@ def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
         results["render_ms"] = statsbench.render_ms(1000, size["render_repeats"])
         results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
             size["rss_requests"])]
+    if "breakdown" in sections:
+        requests = size["breakdown_requests"]
+        results["threads"] = [asdict(breakdown.thread_split(scenario, variant, requests))
+                              for scenario, variant in BREAKDOWNS]
+        results["functions"] = {
+            f"{scenario} {variant}": [asdict(row) for row in breakdown.top_functions(
+                scenario, variant, requests // 4 if scenario == "router" else requests // 20)]
+            for scenario, variant in BREAKDOWNS}
     return results
 
 
@@ -141,6 +154,39 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _floors(results: dict[str, Any]) -> list[str]:
+    """What no instrumentation of these apps can go under, next to the targets that need it."""
+    rows = {(r["scenario"], r["variant"]): r for r in results.get("inprocess", [])}
+    if ("router", "floor") not in rows:
+        return []
+    out = ["## Floors", "",
+           "`floor` = the least a layer can do: time the request, learn its status, count body "
+           "bytes (router); plus fresh ids in the four propagation headers gatescope sends "
+           "(gateway). Nothing is aggregated or traced.", "",
+           "| scenario | variant | overhead µs | ratio to bare |", "|---|---|---:|---:|"]
+    for scenario in ("router", "gateway"):
+        for variant in ("floor", "gatescope-0", "gatescope-100"):
+            row = rows[(scenario, variant)]
+            out.append(f"| {scenario} | {variant} | {row['overhead_us']:+.2f} | {row['ratio']:.3f} |")
+    encode = {row["exporter"]: row["us_per_span"] for row in results.get("export", [])}
+    if "jaeger" in encode:
+        prom = rows[("router", "prometheus_client")]["overhead_us"]
+        zero = rows[("router", "gatescope-0")]["overhead_us"]
+        bare = rows[("gateway", "bare")]["median_us"]
+        gateway_zero = rows[("gateway", "gatescope-0")]["overhead_us"]
+        out += ["", "At sample_rate 100 every span is also encoded and sent "
+                f"({encode['jaeger']:.1f} µs/span for jaeger, export section) on a thread that "
+                "shares the GIL:", "",
+                f"- router (1 span): gatescope-0's overhead + 1 encode = "
+                f"{zero + encode['jaeger']:.1f} µs before any span object exists; the target "
+                f"(1.5x prometheus_client) allows {1.5 * prom:.1f} µs.",
+                f"- gateway (4 spans: router, pipe, backend, client): gatescope-0's overhead + 4 "
+                f"encodes = {(gateway_zero + 4 * encode['jaeger']) / bare + 1:.3f}x bare; the "
+                "target allows 1.15x."]
+    out.append("")
+    return out
+
+
 def _commit() -> str:
     found = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True, check=False)
@@ -177,6 +223,23 @@ def report(results: dict[str, Any], command: str) -> str:
             out.append(f"| {row['exporter']} | {row['spans']} | {row['spans_per_s']:.0f} | "
                        f"{row['us_per_span']:.1f} | {row['dropped']} | {row['rss_growth_kib']} |")
         out.append("")
+    out += _floors(results)
+    if "threads" in results:
+        out += ["## Where the time goes", "",
+                "CPU per request on each thread (from /proc; export workers run on their own "
+                "thread but share the GIL, so their CPU is paid in the request's wall time):", "",
+                "| scenario | variant | wall µs/request | CPU µs/request by thread |", "|---|---|---:|---|"]
+        for row in results["threads"]:
+            cpu = ", ".join(f"{name} {us:.1f}" for name, us in sorted(row["cpu_us"].items()))
+            out.append(f"| {row['scenario']} | {row['variant']} | {row['wall_us']:.1f} | {cpu} |")
+        out += ["", "gatescope functions by self time per request under cProfile (the profiler "
+                "inflates every call alike: read the shares, not the µs):", ""]
+        for label, rows in results["functions"].items():
+            out += [f"`{label}`:", "", "| function | calls/request | self µs/request |",
+                    "|---|---:|---:|"]
+            out += [f"| {row['function']} | {row['calls_per_request']:.1f} | {row['self_us']:.2f} |"
+                    for row in rows]
+            out.append("")
     if "record" in results:
         out += ["## Aggregation", "", "| tag sets | µs per server record |", "|---:|---:|"]
         out += [f"| {row['tag_sets']} | {row['us_per_record']:.2f} |" for row in results["record"]]
@@ -193,7 +256,7 @@ def report(results: dict[str, Any], command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few iterations of everything")
-    parser.add_argument("--sections", default="inprocess,http,export,stats")
+    parser.add_argument("--sections", default="inprocess,http,export,stats,breakdown")
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()

@@ -25,7 +25,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
             pytest.fail("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
         pytest.skip("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
     out = tmp_path_factory.mktemp("bench")
-    sections = "inprocess,export,stats"
+    sections = "inprocess,export,stats,breakdown"
     if shutil.which("wrk"):
         sections += ",http"
     elif os.environ.get("CI") == "true":
@@ -69,3 +69,14 @@ def test_report_is_a_markdown_table_with_versions(results: dict) -> None:
     assert report.startswith("# gatescope benchmarks")
     assert "- versions: gatescope " in report and "opentelemetry-sdk 1." in report
     assert "| router | gatescope-0 |" in report
+
+
+def test_breakdown_charges_cpu_to_threads_and_names_gatescope_functions(results: dict) -> None:
+    splits = {(r["scenario"], r["variant"]): r for r in results["threads"]}
+    assert set(splits) == {("router", "gatescope-0"), ("router", "gatescope-100"),
+                           ("gateway", "gatescope-0"), ("gateway", "gatescope-100")}
+    assert all(r["wall_us"] > 0 and r["cpu_us"].get("MainThread", 0) > 0 for r in splits.values())
+    for label, rows in results["functions"].items():
+        assert rows, label
+        assert all("gatescope" in row["function"] and row["calls_per_request"] > 0 for row in rows)
+    assert "## Floors" in results["report"] and "| gateway | floor |" in results["report"]
