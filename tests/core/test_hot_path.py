@@ -241,3 +241,19 @@ def test_new_ids_are_lower_hex_nonzero_and_distinct(monkeypatch):
     monkeypatch.setattr(tracing, "_randbytes", lambda n: bytes(n))
     trace_id, span_id = tracing.new_ids()
     assert int(trace_id, 16) and int(span_id, 16)
+
+
+@pytest.mark.parametrize("sizes", [(0, 0, 0), (0, 10, 0), (10, 0, 5000), (7,)])
+def test_request_bytes_distribution_with_and_without_bodies(sizes):
+    stats = Stats()
+    for size in sizes:
+        stats.server.record("h", "", "POST", "200", size, 0, 1.0)
+    value = stats.snapshot().view("opencensus.io/http/server/request_bytes").rows[()]
+    assert (value.count, value.sum, value.min, value.max) == (len(sizes), sum(sizes), min(sizes),
+                                                             max(sizes))
+    mean = sum(sizes) / len(sizes)
+    assert value.sum_of_squared_deviation == pytest.approx(sum((s - mean) ** 2 for s in sizes))
+    expected = [0] * (len(SIZE_BOUNDS) + 1)
+    for size in sizes:
+        expected[sum(1 for bound in SIZE_BOUNDS if bound <= size)] += 1
+    assert list(value.bucket_counts) == expected

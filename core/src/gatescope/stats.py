@@ -262,6 +262,7 @@ class LayerRecorder:
         popleft = pending.popleft
         cells = self._cells
         request_bounds, response_bounds, latency_bounds = self._bounds
+        zero_bucket = 5 + bisect_right(request_bounds, 0)
         while pending:
             host, path, method, status, request_bytes, response_bytes, latency_ms = popleft()
             values = (host, path, method, status)
@@ -274,13 +275,20 @@ class LayerRecorder:
                 row[0] += 1
             row, v = request_row, request_bytes
             row[0] += 1
-            row[1] += v
-            row[2] += v * v
-            if v < row[3]:
-                row[3] = v
-            if v > row[4]:
-                row[4] = v
-            row[5 + bisect_right(request_bounds, v)] += 1
+            if v:
+                row[1] += v
+                row[2] += v * v
+                if v < row[3]:
+                    row[3] = v
+                if v > row[4]:
+                    row[4] = v
+                row[5 + bisect_right(request_bounds, v)] += 1
+            else:  # most requests (GET) carry no body: sums unchanged, first bucket (bounds > 0)
+                if row[3] > 0:
+                    row[3] = v
+                if row[4] < 0:
+                    row[4] = v
+                row[zero_bucket] += 1
             row, v = response_row, response_bytes
             row[0] += 1
             row[1] += v
