@@ -226,7 +226,7 @@ def report(results: dict[str, Any], command: str) -> str:
     out += _floors(results)
     if "threads" in results:
         out += ["## Where the time goes", "",
-                "CPU per request on each thread (from /proc; export workers run on their own "
+                "CPU per request on each thread (per-thread CPU clocks; export workers run on their own "
                 "thread but share the GIL, so their CPU is paid in the request's wall time):", "",
                 "| scenario | variant | wall µs/request | CPU µs/request by thread |", "|---|---|---:|---|"]
         for row in results["threads"]:

@@ -166,8 +166,8 @@ class TelemetryASGIMiddleware:
         if endpoint is not None and self._tag_path:
             path_tag = endpoint.fixed if endpoint.fixed is not None else endpoint.path_tag(scope["path"])
         host_text = host.decode("latin-1") if self._tag_host or sampled else ""
-        self._record(host_text, path_tag, scope["method"], STATUS_TEXT.get(status) or str(status),
-                     request_bytes, exchange[SENT], elapsed_ns / 1e6)
+        self._record(host_text if self._tag_host else "", path_tag, scope["method"],
+                     STATUS_TEXT.get(status) or str(status), request_bytes, exchange[SENT], elapsed_ns / 1e6)
         if sampled and endpoint is not None:
             path = scope["path"]
             query = scope.get("query_string")

@@ -184,7 +184,7 @@ class TelemetryWSGIMiddleware:
         host = (environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")) \
             if self._tag_host or sampled else ""
         request_bytes = call.counting.received if call.counting is not None else call.request_bytes
-        self._record(host, path_tag, environ.get("REQUEST_METHOD", "GET"),
+        self._record(host if self._tag_host else "", path_tag, environ.get("REQUEST_METHOD", "GET"),
                      STATUS_TEXT.get(status) or str(status), request_bytes, call.sent,
                      elapsed_ns / 1e6)
         if sampled and endpoint is not None:
