@@ -239,3 +239,44 @@ def test_real_uvicorn_server(make_telemetry: Any) -> None:
     snap = telemetry.metrics()
     assert rows(snap, "server/request_count") == {("200",): 1, ("500",): 1}
     assert rows(snap, "server/response_bytes")[("200",)].bucket_counts[2] == 1  # [2048, 4096)
+
+
+@pytest.mark.parametrize("tags", [{"tag_method": True, "tag_statuscode": True},
+                                  {"tag_method": True, "tag_statuscode": True, "tag_path": True}])
+def test_record_only_router_records_what_the_general_one_does(make_telemetry: Any,
+                                                               tags: dict[str, bool]) -> None:
+    """sample_rate 0 without host/path tags takes a record-only class; the counts must not move."""
+    telemetry = make_telemetry(sample_rate=0, **tags)
+    app = telemetry.asgi(starlette_app())
+    assert (type(app).__name__ == "_RecordOnlyASGIMiddleware") is ("tag_path" not in tags)
+
+    async def upload() -> Any:
+        for part in (b"12345", b"678"):
+            yield part
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            assert (await client.post("/echo", content=upload())).text == "8"  # chunked
+            assert (await client.post("/echo", content=b"1234")).text == "4"  # Content-Length
+            assert len((await client.get("/stream")).content) == 12
+            assert (await client.get("/boom")).status_code == 500
+            await client.get("/__health")  # not measured, whatever it answers
+            traced = await client.get("/bytes/3", headers={
+                "b3": "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-0"})
+            assert traced.status_code == 200  # a propagation header: the general path
+    asyncio.run(run())
+    snap = telemetry.metrics()
+    def key(method: str, status: str, path: str) -> tuple[str, ...]:
+        return (path, method, status) if "tag_path" in tags else (method, status)
+
+    expected: dict[tuple[str, ...], int] = {}
+    for shape in (("POST", "200", "/echo"), ("POST", "200", "/echo"), ("GET", "200", "/stream"),
+                  ("GET", "500", "/boom"), ("GET", "200", "/bytes/{n}")):
+        expected[key(*shape)] = expected.get(key(*shape), 0) + 1
+    assert rows(snap, "server/request_count") == expected
+    request_bytes = rows(snap, "server/request_bytes")
+    assert request_bytes[key("POST", "200", "/echo")].sum == 12
+    streamed = rows(snap, "server/response_bytes")[key("GET", "200", "/stream")].sum
+    assert streamed == (12 if "tag_path" in tags else 12 + 3)  # without paths /bytes/3 shares it
+    assert spans_of(telemetry) == []

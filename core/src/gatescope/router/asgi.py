@@ -61,6 +61,8 @@ def _watch(send: Send, state: list[Any]) -> Send:
 
     return sending
 
+_LEAN_WANTED = _WANTED - {_HOST, _AGENT}
+
 
 class _CountingReceive:
     """Counts request body bytes when no Content-Length announces them (chunked uploads)."""
@@ -80,6 +82,12 @@ class _CountingReceive:
 
 class TelemetryASGIMiddleware:
     """KrakenD's router layer for any ASGI app: server views, a SERVER span, trace context in."""
+
+    def __new__(cls, app: ASGIApp, kit: Kit, **options: Any) -> TelemetryASGIMiddleware:
+        if cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.never \
+                and not kit.tags.host and not kit.tags.path and kit.router is not None:
+            cls = _RecordOnlyASGIMiddleware  # sample_rate 0 with default tags: most gateways
+        return super().__new__(cls)
 
     def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
@@ -193,3 +201,44 @@ class TelemetryASGIMiddleware:
                 template = "/{path:path}"
             return self._resolver.for_template(prefix + template if prefix else template)
         return self._resolver.for_path(scope["path"])
+
+
+class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
+    """The router layer when a request can only be recorded (never-sampler, no host or path tag);
+    a request carrying trace context takes the general path, which passes the context on."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        check = self._check
+        if scope["type"] != "http" or (check is not None and not check(scope["path"])):
+            await self.app(scope, receive, send)
+            return
+        request_bytes = 0
+        counting: _CountingReceive | None = None
+        for name, value in scope["headers"]:
+            if name in _LEAN_WANTED:
+                if name == _LENGTH:
+                    request_bytes = int(value) if value.isdigit() else 0
+                elif name == _ENCODING:
+                    counting = _CountingReceive(receive)
+                else:
+                    await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
+                    return
+        start = perf_counter_ns()
+        exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
+        failed = 0
+        try:
+            await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
+        except BaseException as exc:
+            failed = CLIENT_CLOSED if exchange[GONE] or isinstance(
+                exc, asyncio.CancelledError) else SERVER_ERROR
+            raise
+        finally:
+            elapsed_ns = perf_counter_ns() - start
+            if counting is not None:
+                request_bytes = counting.received
+            if not failed and exchange[COMPLETE] and not exchange[GONE]:
+                status = exchange[STATUS]
+                self._record("", "", scope["method"], STATUS_TEXT.get(status) or str(status),
+                             request_bytes, exchange[SENT], elapsed_ns / 1e6)
+            else:
+                self._finish(scope, "", exchange, failed, None, b"", b"", request_bytes, elapsed_ns)
