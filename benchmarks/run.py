@@ -33,7 +33,7 @@ PACKAGES = ("gatescope", "gatescope-prometheus", "gatescope-jaeger", "gatescope-
 # Sizes: (full run, --smoke run for `make test`).
 SIZES = {
     "router_iterations": (20_000, 20), "gateway_iterations": (3_000, 5), "rounds": (7, 2),
-    "http_seconds": (4, 1), "http_rounds": (3, 1), "export_spans": (100_000, 200),
+    "http_seconds": (4, 1), "http_rounds": (5, 1), "export_spans": (100_000, 200),
     "record_calls": (300_000, 200), "render_repeats": (10, 1), "rss_requests": (1_000_000, 400),
     "breakdown_requests": (20_000, 50),
 }
