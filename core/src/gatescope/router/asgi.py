@@ -61,6 +61,12 @@ def _watch(send: Send, state: list[Any]) -> Send:
 
     return sending
 
+def _failure(exchange: list[Any], exc: BaseException) -> int:
+    """The status recorded when the app raised: the client left (499) or the app failed (500)."""
+    return CLIENT_CLOSED if exchange[GONE] or isinstance(exc, asyncio.CancelledError) \
+        else SERVER_ERROR
+
+
 _LEAN_WANTED = _WANTED - {_HOST, _AGENT}
 
 
@@ -138,8 +144,7 @@ class TelemetryASGIMiddleware:
         try:
             await self.app(scope, receive, _watch(send, exchange))
         except BaseException as exc:
-            failed = CLIENT_CLOSED if exchange[GONE] or isinstance(
-                exc, asyncio.CancelledError) else SERVER_ERROR
+            failed = _failure(exchange, exc)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
@@ -229,8 +234,7 @@ class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
         try:
             await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
         except BaseException as exc:
-            failed = CLIENT_CLOSED if exchange[GONE] or isinstance(
-                exc, asyncio.CancelledError) else SERVER_ERROR
+            failed = _failure(exchange, exc)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
