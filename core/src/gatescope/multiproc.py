@@ -21,12 +21,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, View, ViewData
+from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, MetricsSnapshot, View, ViewData
 
 ENV_DIR = "GATESCOPE_MULTIPROC_DIR"
 SUFFIX = ".gsdb"
 ARCHIVE = "archive.json"
 LOCK = ".lock"
+PUSH_LOCK = "push.lock"  # flock held by the one process whose exporters push the summed totals
 MAGIC = b"GSDB0001"
 HEADER = 16  # u64 bytes used (written last: the commit), 8-byte magic
 INITIAL_SIZE = 1 << 16
@@ -317,3 +318,63 @@ class Directory:
             if dead_names:
                 self.archive.absorb(dead_names, dead)
         return totals
+
+
+class PushLeadership:
+    """One process per directory pushes metrics, since every process would push the same sums.
+
+    The leader holds an exclusive `flock` for its lifetime; the OS releases it when the process
+    dies, and the next process to try takes over. Each push's count totals are kept in the
+    directory, so a new leader's delta exporters (DogStatsD) start where the last one stopped.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._fd: int | None = None
+
+    def held(self) -> bool:
+        """Whether this process leads, trying (without waiting) to become the leader if not."""
+        if self._fd is not None:
+            return True
+        fd = os.open(os.path.join(self.directory, PUSH_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def _pushed_path(self, exporter: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in exporter)
+        return os.path.join(self.directory, f"pushed-{safe}.json")
+
+    def remember(self, exporter: str, snapshot: MetricsSnapshot) -> None:
+        """After a push: the count totals it carried (written whole, then renamed into place)."""
+        counts = {data.view.name: [[list(key), value] for key, value in data.rows.items()
+                                   if isinstance(value, int | float)]
+                  for data in snapshot.views if data.view.aggregation == COUNT}
+        path = self._pushed_path(exporter)
+        with open(path + ".tmp", "w") as out:
+            json.dump({"time_ns": snapshot.time_ns, "counts": counts}, out)
+        os.replace(path + ".tmp", path)
+
+    def last_pushed(self, exporter: str, current: MetricsSnapshot) -> MetricsSnapshot | None:
+        """The count views as the last leader pushed them (shaped like `current`), if any."""
+        try:
+            with open(self._pushed_path(exporter)) as found:
+                data = json.load(found)
+        except (OSError, ValueError):
+            return None
+        counts = data.get("counts", {})
+        views = tuple(ViewData(view.view, view.start_ns,
+                               {tuple(key): value for key, value in counts[view.view.name]})
+                      for view in current.views if view.view.name in counts)
+        return MetricsSnapshot(int(data.get("time_ns", 0)), views)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the inherited descriptor shares the parent's lock; drop it (the
+        parent keeps leading) and compete afresh."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from gatescope.exporter import METRICS, TRACES, RateLimitedLog
 from gatescope.metrics import COUNT, LAST_VALUE, MetricsSnapshot, View, ViewData
+from gatescope.multiproc import PushLeadership
 from gatescope.spans import SpanRecord
 
 log = logging.getLogger("gatescope.pipeline")
@@ -32,7 +33,7 @@ class ExporterWorker:
 
     def __init__(self, exporter: Any, name: str, capacity: int, timeout: float,
                  period: float | None, snapshot: Callable[[], MetricsSnapshot],
-                 warn: RateLimitedLog) -> None:
+                 warn: RateLimitedLog, leadership: PushLeadership | None = None) -> None:
         self.exporter = exporter
         self.name = name
         self.traces = TRACES in exporter.signals
@@ -50,6 +51,9 @@ class ExporterWorker:
         self.failed = 0  # spans given up on (queue full, retries exhausted, not retryable)
         self.errors = 0  # failed export calls
         self.metric_pushes = 0
+        self.metric_pushes_left = 0  # another process leads the pushing (multi-process mode)
+        self._leadership = leadership
+        self._baselined = False
         self._push_now = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -145,9 +149,22 @@ class ExporterWorker:
         self.failed += len(batch)
 
     def _push_metrics(self) -> None:
+        leadership = self._leadership
+        if leadership is not None and not leadership.held():
+            self.metric_pushes_left += 1
+            return
+        adopt = getattr(self.exporter, "adopt_metrics_baseline", None)
         try:
-            self.exporter.export_metrics(self._snapshot())
+            snapshot = self._snapshot()
+            if leadership is not None and adopt is not None and not self._baselined:
+                self._baselined = True  # first push as leader: start where the last one stopped
+                previous = leadership.last_pushed(self.name, snapshot)
+                if previous is not None:
+                    adopt(previous)
+            self.exporter.export_metrics(snapshot)
             self.metric_pushes += 1
+            if leadership is not None and adopt is not None:
+                leadership.remember(self.name, snapshot)
         except Exception as exc:
             self.errors += 1
             self._warn.warning(f"{self.name}:metrics", "gatescope: exporter %r failed to export "
@@ -170,6 +187,7 @@ class Pipeline:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._warn = RateLimitedLog(log)
+        self.leadership: PushLeadership | None = None  # set in multi-process mode
 
     def add(self, exporter: Any, name: str, period: float | None,
             snapshot: Callable[[], MetricsSnapshot]) -> ExporterWorker:
@@ -178,7 +196,7 @@ class Pipeline:
         capacity = min(self.capacity, limit) if isinstance(limit, int) and limit > 0 \
             else self.capacity
         worker = ExporterWorker(exporter, name, capacity, self.timeout, period, snapshot,
-                                self._warn)
+                                self._warn, self.leadership)
         self.workers.append(worker)
         return worker
 

@@ -63,6 +63,7 @@ class Telemetry:
                 tags = tags.merge(options())
         self.stats = Stats(tags, settings.max_tag_sets)
         self.pipeline = Pipeline(settings.queue_size, settings.batch_size, settings.export_timeout)
+        self.pipeline.leadership = self.stats.push_leadership  # one pusher per directory
         self.stats.add_provider(self._self_views)
         sampler = plugin_manager.hook.gatescope_make_sampler(config=config)
         filters = [f for group in plugin_manager.hook.gatescope_layer_filters(config=config)

@@ -341,6 +341,7 @@ class Stats:
         directory = multiprocess_dir or multiproc.configured_directory()
         self.directory = multiproc.Directory(directory) if directory else None
         self.store = multiproc.ProcessFile(directory) if directory else None
+        self.push_leadership = multiproc.PushLeadership(directory) if directory else None
         self.server = LayerRecorder(SERVER_VIEWS, SERVER_TAGS, options, max_tag_sets, self.store)
         self.client = LayerRecorder(CLIENT_VIEWS, CLIENT_TAGS, options, max_tag_sets, self.store)
         self._providers: list[Callable[[], Iterable[ViewData]]] = []
@@ -374,3 +375,5 @@ class Stats:
             self.directory = multiproc.Directory(self.directory.path)
         self.server.reset_after_fork(self.store)
         self.client.reset_after_fork(self.store)
+        if self.push_leadership is not None:
+            self.push_leadership.reset_after_fork()

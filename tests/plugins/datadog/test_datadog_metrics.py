@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -179,3 +180,38 @@ def test_tag_values_cannot_split_a_line(gatescope_plugins, udp):
 ])
 def test_metric_names_follow_the_go_exporter(namespace: str, view: str, expected: str) -> None:
     assert metric_name(namespace, view) == expected
+
+
+def _request_count(lines: list[str]) -> int:
+    return sum(int(line.split(":", 1)[1].split("|", 1)[0]) for line in lines
+               if line.startswith(f"{SERVER}request_count:"))
+
+
+@pytest.mark.parametrize("parent_pushes_first", [False, True])
+def test_forked_workers_sharing_stats_count_every_request_once(gatescope_plugins, udp, tmp_path,
+                                                                monkeypatch, parent_pushes_first):
+    """GATESCOPE_MULTIPROC_DIR: every worker sees the summed totals, so only one pushes at a time
+    and a new pusher starts from the counts the last one sent (else N workers send N times)."""
+    monkeypatch.setenv("GATESCOPE_MULTIPROC_DIR", str(tmp_path))
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    telemetry = telemetry_for(gatescope_plugins, f"127.0.0.1:{udp.getsockname()[1]}")
+    assert telemetry.stats.multiprocess
+    if parent_pushes_first:  # the parent leads (gunicorn --preload): children inherit its lock fd
+        traffic(telemetry, "PUT", "200", 1.0, 3)
+        assert telemetry.flush(10)
+    children = []
+    for requests in (10, 11, 12):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve, then exit pushing what it can (as gunicorn's would)
+            code = 4
+            try:
+                traffic(telemetry, "GET", "200", 1.0, requests)
+                code = 0 if telemetry.shutdown(10) else 3
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    traffic(telemetry, "POST", "200", 1.0, 4)
+    assert telemetry.flush(10)
+    assert _request_count(received(udp)) == 10 + 11 + 12 + 4 + (3 if parent_pushes_first else 0)

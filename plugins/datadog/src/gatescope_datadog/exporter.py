@@ -77,6 +77,15 @@ class DatadogExporter(BaseExporter):
                         self._sent_counts[line.count_key] = line.count_total
                 self.lines_sent += len(batch)
 
+    def adopt_metrics_baseline(self, snapshot: MetricsSnapshot) -> None:
+        """Taking over pushing from another worker (multi-process mode): its counts were sent
+        already, so the next deltas start from these totals."""
+        with self._lock:
+            for line in snapshot_lines(snapshot, self.config.namespace, self.config.tags, False,
+                                       self._sent_counts):
+                if line.count_key is not None:
+                    self._sent_counts[line.count_key] = line.count_total
+
     def shutdown(self, timeout: float) -> None:
         with self._lock:
             self.statsd.close()
