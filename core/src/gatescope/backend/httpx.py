@@ -104,32 +104,48 @@ class _CountingRequestStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
-class _CountingResponseStream(httpx.SyncByteStream):
+class _CountingResponseStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     """Counts response body bytes; the call is recorded when the body is closed (as ochttp does).
 
-    A plain iterator, not a generator: one method call per chunk and nothing else."""
+    Plain (async) iterators, not generators: one method call per chunk and nothing else (asyncio
+    registers every async generator in a weak set and runs a hook on its first step)."""
 
-    __slots__ = ("_call", "_chunks", "_received", "_status", "_stream")
-
-    def __init__(self, stream: httpx.SyncByteStream, call: ClientCall, status: int) -> None:
+    def __init__(self, stream: Any, call: ClientCall, status: int) -> None:
         self._stream = stream
         self._call = call
         self._status = status
         self._received = 0
-        self._chunks: Iterator[bytes] | None = None
+        self._chunks: Any = None
+
+    def _failed(self, exc: Exception) -> None:
+        self._call.finish(self._status, self._received, exc)
 
     def __iter__(self) -> Iterator[bytes]:
         self._chunks = iter(self._stream)
         return self
 
     def __next__(self) -> bytes:
-        assert self._chunks is not None
         try:
-            chunk = next(self._chunks)
+            chunk: bytes = next(self._chunks)
         except StopIteration:
             raise
         except Exception as exc:
-            self._call.finish(self._status, self._received, exc)
+            self._failed(exc)
+            raise
+        self._received += len(chunk)
+        return chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._chunks = self._stream.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk: bytes = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self._failed(exc)
             raise
         self._received += len(chunk)
         return chunk
@@ -140,41 +156,20 @@ class _CountingResponseStream(httpx.SyncByteStream):
         finally:
             self._call.finish(self._status, self._received)
 
-
-class _AsyncCountingResponseStream(httpx.AsyncByteStream):
-    """The async twin of `_CountingResponseStream`: an async iterator, not an async generator
-    (asyncio registers every async generator in a weak set and runs a hook on its first step)."""
-
-    __slots__ = ("_call", "_chunks", "_received", "_status", "_stream")
-
-    def __init__(self, stream: httpx.AsyncByteStream, call: ClientCall, status: int) -> None:
-        self._stream = stream
-        self._call = call
-        self._status = status
-        self._received = 0
-        self._chunks: AsyncIterator[bytes] | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._chunks = self._stream.__aiter__()
-        return self
-
-    async def __anext__(self) -> bytes:
-        assert self._chunks is not None
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            raise
-        except Exception as exc:
-            self._call.finish(self._status, self._received, exc)
-            raise
-        self._received += len(chunk)
-        return chunk
-
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
             self._call.finish(self._status, self._received)
+
+
+def _counted(response: httpx.Response, call: ClientCall) -> httpx.Response:
+    """The response with its body counted; recorded at once if the transport already read it."""
+    if response.is_closed:  # already read by the transport (MockTransport, caches)
+        call.finish(response.status_code, len(response.content))
+    else:
+        response.stream = _CountingResponseStream(response.stream, call, response.status_code)
+    return response
 
 
 class TelemetryTransport(httpx.BaseTransport):
@@ -194,12 +189,7 @@ class TelemetryTransport(httpx.BaseTransport):
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
-        if response.is_closed:  # already read by the transport (MockTransport, caches)
-            call.finish(response.status_code, len(response.content))
-            return response
-        assert isinstance(response.stream, httpx.SyncByteStream)
-        response.stream = _CountingResponseStream(response.stream, call, response.status_code)
-        return response
+        return _counted(response, call)
 
     def close(self) -> None:
         self._transport.close()
@@ -223,12 +213,7 @@ class AsyncTelemetryTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
-        if response.is_closed:  # already read by the transport (MockTransport, caches)
-            call.finish(response.status_code, len(response.content))
-            return response
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _AsyncCountingResponseStream(response.stream, call, response.status_code)
-        return response
+        return _counted(response, call)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
