@@ -139,11 +139,30 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "replace")  # lone surrogates are not UTF-8
 
 
-class CompactEncoder:
-    """Thrift compact protocol: spans for `Agent.emitBatch` UDP packets."""
+class _TagEncoder:
+    """A `jaeger.Tag` struct per (key, value), encoded once: tags repeat from span to span."""
 
     def __init__(self) -> None:
         self._tags: dict[tuple[str, type, AttributeValue], bytes] = {}
+
+    def tag(self, key: str, value: AttributeValue) -> bytes:
+        cache_key = (key, type(value), value)
+        encoded = self._tags.get(cache_key)
+        if encoded is None:
+            vtype, typed = typed_tag(value)
+            encoded = self._encode_tag(_utf8(key), vtype, typed)
+            _remember(self._tags, cache_key, encoded)
+        return encoded
+
+    def _encode_tag(self, raw_key: bytes, vtype: int, typed: AttributeValue) -> bytes:
+        raise NotImplementedError
+
+
+class CompactEncoder(_TagEncoder):
+    """Thrift compact protocol: spans for `Agent.emitBatch` UDP packets."""
+
+    def __init__(self) -> None:
+        super().__init__()
         # a trace's spans share its id and a child names its parent: encode each id once
         self._ids: dict[str, bytes] = {}
         self._names: dict[str, bytes] = {}
@@ -185,25 +204,16 @@ class CompactEncoder:
             self._ids.clear()
         self._ids[hex_id] = encoded
 
-    def tag(self, key: str, value: AttributeValue) -> bytes:
-        cache_key = (key, type(value), value)
-        encoded = self._tags.get(cache_key)
-        if encoded is not None:
-            return encoded
-        vtype, typed = typed_tag(value)
-        raw_key = _utf8(key)
+    def _encode_tag(self, raw_key: bytes, vtype: int, typed: AttributeValue) -> bytes:
         head = b"\x18" + varint(len(raw_key)) + raw_key + b"\x15" + _BYTES[vtype * 2]
         if vtype == STRING:
             raw = _utf8(typed)  # type: ignore[arg-type]
-            encoded = head + b"\x18" + varint(len(raw)) + raw + b"\x00"
-        elif vtype == BOOL:
-            encoded = head + (b"\x31" if typed else b"\x32") + b"\x00"
-        elif vtype == LONG:
-            encoded = head + b"\x46" + zigzag_varint(typed) + b"\x00"  # type: ignore[arg-type]
-        else:
-            encoded = head + b"\x27" + _pack_le_double(typed) + b"\x00"  # type: ignore[arg-type]
-        _remember(self._tags, cache_key, encoded)
-        return encoded
+            return head + b"\x18" + varint(len(raw)) + raw + b"\x00"
+        if vtype == BOOL:
+            return head + (b"\x31" if typed else b"\x32") + b"\x00"
+        if vtype == LONG:
+            return head + b"\x46" + zigzag_varint(typed) + b"\x00"  # type: ignore[arg-type]
+        return head + b"\x27" + _pack_le_double(typed) + b"\x00"  # type: ignore[arg-type]
 
     def _name(self, name: str) -> bytes:
         """Field 5 (operationName) with its header, cached per name (routes repeat)."""
@@ -283,31 +293,19 @@ def emit_batch_overhead(process: bytes) -> int:
     return MESSAGE_OVERHEAD_MAX + BATCH_OVERHEAD_MAX + len(process)
 
 
-class BinaryEncoder:
+class BinaryEncoder(_TagEncoder):
     """Thrift binary protocol: the bare `jaeger.Batch` a collector's /api/traces reads."""
 
-    def __init__(self) -> None:
-        self._tags: dict[tuple[str, type, AttributeValue], bytes] = {}
-
-    def tag(self, key: str, value: AttributeValue) -> bytes:
-        cache_key = (key, type(value), value)
-        encoded = self._tags.get(cache_key)
-        if encoded is not None:
-            return encoded
-        vtype, typed = typed_tag(value)
-        raw_key = _utf8(key)
+    def _encode_tag(self, raw_key: bytes, vtype: int, typed: AttributeValue) -> bytes:
         head = b"\x0b\x00\x01" + _pack_i32(len(raw_key)) + raw_key + b"\x08\x00\x02" + _pack_i32(vtype)
         if vtype == STRING:
             raw = _utf8(typed)  # type: ignore[arg-type]
-            encoded = head + b"\x0b\x00\x03" + _pack_i32(len(raw)) + raw + b"\x00"
-        elif vtype == BOOL:
-            encoded = head + (b"\x02\x00\x05\x01" if typed else b"\x02\x00\x05\x00") + b"\x00"
-        elif vtype == LONG:
-            encoded = head + b"\x0a\x00\x06" + _pack_be_i64(typed) + b"\x00"  # type: ignore[arg-type]
-        else:
-            encoded = head + b"\x04\x00\x04" + _pack_be_double(typed) + b"\x00"  # type: ignore[arg-type]
-        _remember(self._tags, cache_key, encoded)
-        return encoded
+            return head + b"\x0b\x00\x03" + _pack_i32(len(raw)) + raw + b"\x00"
+        if vtype == BOOL:
+            return head + (b"\x02\x00\x05\x01" if typed else b"\x02\x00\x05\x00") + b"\x00"
+        if vtype == LONG:
+            return head + b"\x0a\x00\x06" + _pack_be_i64(typed) + b"\x00"  # type: ignore[arg-type]
+        return head + b"\x04\x00\x04" + _pack_be_double(typed) + b"\x00"  # type: ignore[arg-type]
 
     def span(self, span: SpanRecord) -> bytes:
         """One `jaeger.Span` struct in Thrift binary, ending with its stop byte."""
