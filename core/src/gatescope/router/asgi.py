@@ -9,10 +9,9 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from gatescope import sampling
-from gatescope.filters import allow_all
-from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointResolver, EndpointsOption
+from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
-from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT
+from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
 from gatescope.tracing import Span, current
 
@@ -86,8 +85,10 @@ class _CountingReceive:
         return message
 
 
-class TelemetryASGIMiddleware:
+class TelemetryASGIMiddleware(RouterLayer):
     """KrakenD's router layer for any ASGI app: server views, a SERVER span, trace context in."""
+
+    app: ASGIApp
 
     def __new__(cls, app: ASGIApp, kit: Kit, **options: Any) -> TelemetryASGIMiddleware:
         if cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.never \
@@ -97,17 +98,7 @@ class TelemetryASGIMiddleware:
 
     def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
-        self.app = app
-        self.kit = kit
-        self._off = kit.router is None
-        self._check = None if kit.router is allow_all else kit.router  # None: every path
-        self._record = kit.server.record
-        self._tracer = kit.tracer
-        self._resolver = EndpointResolver(kit.endpoints, endpoints, unknown_route)
-        self._tag_host = kit.tags.host
-        self._tag_path = kit.tags.path
-        # With the never-sampler and no incoming context there is nothing to trace or propagate.
-        self._never = kit.tracer.sampler is sampling.never
+        super().__init__(app, kit, endpoints, unknown_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         check = self._check

@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from gatescope import sampling
-from gatescope.paths import UNKNOWN_ROUTE, EndpointResolver, EndpointsOption
+from gatescope.paths import UNKNOWN_ROUTE, EndpointsOption
 from gatescope.propagation import extract
-from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT
+from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
 from gatescope.tracing import Span, current
 
@@ -120,26 +119,20 @@ class _Call:
         self.middleware._finish(self, perf_counter_ns() - self.start)
 
 
-class TelemetryWSGIMiddleware:
+class TelemetryWSGIMiddleware(RouterLayer):
     """KrakenD's router layer for any WSGI app: server views, a SERVER span, trace context in."""
+
+    app: WSGIApp
 
     def __init__(self, app: WSGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
-        self.app = app
-        self.kit = kit
-        self._allow = kit.router
-        self._record = kit.server.record
-        self._tracer = kit.tracer
-        self._resolver = EndpointResolver(kit.endpoints, endpoints, unknown_route)
-        self._tag_host = kit.tags.host
-        self._tag_path = kit.tags.path
-        self._never = kit.tracer.sampler is sampling.never
-        if self._allow is not None:
+        super().__init__(app, kit, endpoints, unknown_route)
+        if not self._off:
             flask_routes(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        allow = self._allow
-        if allow is None or not allow(environ.get("PATH_INFO", "")):
+        check = self._check
+        if self._off or (check is not None and not check(environ.get("PATH_INFO", ""))):
             return self.app(environ, start_response)
         start = perf_counter_ns()
         length = environ.get("CONTENT_LENGTH")
