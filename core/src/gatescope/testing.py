@@ -14,9 +14,11 @@ from gatescope.exporter import METRICS, TRACES, BaseExporter, ExporterContext
 from gatescope.hookspecs import hookimpl
 from gatescope.metrics import MetricsSnapshot
 from gatescope.plugins import ExporterRegistry, build_registry, load_plugins
+from gatescope.propagation import TraceContext
 from gatescope.runtime import Telemetry
 from gatescope.settings import Problems, boolean, setting
-from gatescope.spans import SpanRecord
+from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, SpanRecord
+from gatescope.tracing import Span, current
 
 
 def krakend_config(exporters: Mapping[str, Any] | None = None, *, endpoints: Sequence[Any] = (),
@@ -138,6 +140,53 @@ def three_layer_request(telemetry: Telemetry, upstream: Upstream, path: str = "/
             return response.status_code
 
     return asyncio.run(drive())
+
+
+# A sampled remote parent (the W3C example ids) for spans built by `synthetic_request`.
+REMOTE_PARENT = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True,
+                             remote=True)
+
+
+def synthetic_request(telemetry: Telemetry, parent: TraceContext | None = REMOTE_PARENT) -> None:
+    """What the three layers produce for one request, built directly (no HTTP, fixed values):
+    a SERVER span `/users/{id}` under `parent` (200, http.method and http.path), its
+    `pipe-/users/{id}` and `backend-/api/users/{id}` spans, a CLIENT span `/api/users/42` that got
+    a 503 (http.url, a float `gatescope.ratio` and a bool `gatescope.cached`), and one server
+    and one client record."""
+    tracer = telemetry.kit.tracer
+    root = tracer.start_root("/users/{id}", KIND_SERVER, parent)
+    assert isinstance(root, Span), "synthetic_request needs a sampling telemetry"
+    root.set_attribute("http.method", "GET")
+    root.set_attribute("http.path", "/users/42")
+    token = current.set(root)
+    try:
+        pipe = tracer.start_child("pipe-/users/{id}", KIND_UNSPECIFIED)
+        pipe_token = current.set(pipe)
+        try:
+            backend = tracer.start_child("backend-/api/users/{id}", KIND_UNSPECIFIED)
+            backend_token = current.set(backend)
+            try:
+                client = tracer.start_child("/api/users/42", KIND_CLIENT)
+                assert client is not None
+                client.set_attribute("http.url", "http://upstream/api/users/42")
+                client.set_attribute("gatescope.ratio", 0.5)
+                client.set_attribute("gatescope.cached", False)
+                client.set_http_status(503)
+                client.end()
+            finally:
+                current.reset(backend_token)
+            assert backend is not None
+            backend.end()
+        finally:
+            current.reset(pipe_token)
+        assert pipe is not None
+        pipe.end()
+    finally:
+        current.reset(token)
+    root.set_http_status(200)
+    root.end()
+    telemetry.kit.client.record("upstream", "/api/users/42", "GET", "503", 0, 120, 7.5)
+    telemetry.kit.server.record("gw", "/users/{id}", "GET", "200", 10, 2048, 12.0)
 
 
 class CapturePlugin:

@@ -12,51 +12,15 @@ import pytest
 from gatescope import ExportError
 from gatescope.exporter import ExporterContext
 from gatescope.metrics import COUNT, LATENCY_BOUNDS, MetricsSnapshot, View, ViewData
-from gatescope.propagation import TraceContext
-from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
-from gatescope.testing import exporter_of, krakend_config
-from gatescope.tracing import current
+from gatescope.spans import KIND_SERVER, SpanRecord
+from gatescope.testing import REMOTE_PARENT, exporter_of, krakend_config, synthetic_request
 from gatescope_ocagent import OcagentConfig, OcagentExporter
 
-REMOTE = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True, remote=True)
+REMOTE = REMOTE_PARENT
 
 
 def ocagent_section(address: str, **keys):
     return {"address": address, "insecure": True, **keys}
-
-
-def three_layer_request(telemetry) -> None:
-    """What the router, pipe and backend layers produce for one request (remote parent in)."""
-    tracer = telemetry.kit.tracer
-    root = tracer.start_root("/users/{id}", KIND_SERVER, REMOTE)
-    root.set_attribute("http.method", "GET")
-    root.set_attribute("http.path", "/users/42")
-    token = current.set(root)
-    try:
-        pipe = tracer.start_child("pipe-/users/{id}", 0)
-        pipe_token = current.set(pipe)
-        try:
-            backend = tracer.start_child("backend-/api/users/{id}", 0)
-            backend_token = current.set(backend)
-            try:
-                client = tracer.start_child("/api/users/42", KIND_CLIENT)
-                client.set_attribute("http.url", "http://upstream/api/users/42")
-                client.set_attribute("gatescope.retry_ratio", 0.5)
-                client.set_attribute("gatescope.cached", False)
-                client.set_http_status(503)
-                client.end()
-            finally:
-                current.reset(backend_token)
-            backend.end()
-        finally:
-            current.reset(pipe_token)
-        pipe.end()
-    finally:
-        current.reset(token)
-    root.set_http_status(200)
-    root.end()
-    telemetry.kit.client.record("upstream", "/api/users/42", "GET", "503", 0, 120, 7.5)
-    telemetry.kit.server.record("gw", "/users/{id}", "GET", "200", 10, 2048, 12.0)
 
 
 def all_spans(streams):
@@ -68,7 +32,7 @@ def test_three_layer_request_spans_and_metrics_arrive(gatescope_plugins, agent, 
     telemetry = gatescope_plugins.telemetry(krakend_config(
         {"ocagent": ocagent_section(agent.address, service_name="gw-test"), "capture": {}},
         sample_rate=100))
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     assert telemetry.flush(10)
     sent = {s.span_id: s for s in exporter_of(telemetry, "capture").wait_for_spans(4)}
 
@@ -104,7 +68,7 @@ def test_three_layer_request_spans_and_metrics_arrive(gatescope_plugins, agent, 
     attributes = client.attributes.attribute_map
     assert attributes["http.status_code"].int_value == 503
     assert attributes["http.url"].string_value.value == "http://upstream/api/users/42"
-    assert attributes["gatescope.retry_ratio"].double_value == 0.5
+    assert attributes["gatescope.ratio"].double_value == 0.5
     assert attributes["gatescope.cached"].WhichOneof("value") == "bool_value"
     assert client.status.code == 14 and client.status.message == "UNAVAILABLE"
 
@@ -238,13 +202,13 @@ def test_stuck_agent_never_blocks_the_request_path_and_recovers(gatescope_plugin
                               sample_rate=100, export_timeout="1s")
     telemetry = gatescope_plugins.telemetry(document)
     worker = next(w for w in telemetry.pipeline.workers if w.name == "ocagent")
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     deadline = time.monotonic() + 10
     while not worker.busy:  # the export call is now stuck on the unresponsive agent
         assert time.monotonic() < deadline
         time.sleep(0.01)
     for _ in range(200):  # ... while the request path keeps going
-        three_layer_request(telemetry)
+        synthetic_request(telemetry)
     assert worker.busy, "request path waited for the exporter"
     assert not telemetry.flush(0.2)
     while worker.errors == 0:  # the stuck stream hits export_timeout and fails (retryable)

@@ -10,13 +10,11 @@ import pytest
 from gatescope import ExportError
 from gatescope.exporter import ExporterContext
 from gatescope.metrics import COUNT, LATENCY_BOUNDS, MetricsSnapshot, View, ViewData
-from gatescope.propagation import TraceContext
-from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
-from gatescope.testing import exporter_of, krakend_config
-from gatescope.tracing import current
+from gatescope.spans import KIND_SERVER, SpanRecord
+from gatescope.testing import REMOTE_PARENT, exporter_of, krakend_config, synthetic_request
 from gatescope_stackdriver import StackdriverConfig, StackdriverExporter
 
-REMOTE = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True, remote=True)
+REMOTE = REMOTE_PARENT
 DOMAIN = "custom.googleapis.com/opencensus/"
 
 
@@ -25,42 +23,10 @@ def section(address: str, **keys):
             **keys}
 
 
-def three_layer_request(telemetry) -> None:
-    tracer = telemetry.kit.tracer
-    root = tracer.start_root("/users/{id}", KIND_SERVER, REMOTE)
-    root.set_attribute("http.method", "GET")
-    token = current.set(root)
-    try:
-        pipe = tracer.start_child("pipe-/users/{id}", 0)
-        pipe_token = current.set(pipe)
-        try:
-            backend = tracer.start_child("backend-/api/users/{id}", 0)
-            backend_token = current.set(backend)
-            try:
-                client = tracer.start_child("/api/users/42", KIND_CLIENT)
-                client.set_attribute("http.url", "http://upstream/api/users/42")
-                client.set_attribute("gatescope.ratio", 0.5)
-                client.set_attribute("gatescope.cached", False)
-                client.set_http_status(503)
-                client.end()
-            finally:
-                current.reset(backend_token)
-            backend.end()
-        finally:
-            current.reset(pipe_token)
-        pipe.end()
-    finally:
-        current.reset(token)
-    root.set_http_status(200)
-    root.end()
-    telemetry.kit.client.record("upstream", "/api/users/42", "GET", "503", 0, 120, 7.5)
-    telemetry.kit.server.record("gw", "/users/{id}", "GET", "200", 10, 2048, 12.0)
-
-
 def test_three_layer_request_spans_arrive_in_cloud_trace(gatescope_plugins, cloud):
     telemetry = gatescope_plugins.telemetry(krakend_config(
         {"stackdriver": section(cloud.address), "capture": {}}, sample_rate=100))
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     assert telemetry.flush(10)
     sent = {s.span_id: s for s in exporter_of(telemetry, "capture").wait_for_spans(4)}
     requests = cloud.wait_for("BatchWriteSpans")
@@ -97,7 +63,7 @@ def test_three_layer_request_spans_arrive_in_cloud_trace(gatescope_plugins, clou
 def test_metrics_arrive_in_cloud_monitoring(gatescope_plugins, cloud):
     telemetry = gatescope_plugins.telemetry(krakend_config(
         {"stackdriver": section(cloud.address, metric_prefix="gw")}, sample_rate=100))
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     assert telemetry.flush(10)
     descriptors = {r.metric_descriptor.type: r.metric_descriptor
                    for r in cloud.requests("CreateMetricDescriptor")}
@@ -131,7 +97,7 @@ def test_metrics_arrive_in_cloud_monitoring(gatescope_plugins, cloud):
 
     # The next push reuses the descriptors and sends fresh cumulative points.
     created = len(cloud.requests("CreateMetricDescriptor"))
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     assert telemetry.flush(10)
     assert len(cloud.requests("CreateMetricDescriptor")) == created
     latest = [s for r in cloud.requests("CreateTimeSeries") for s in r.time_series
@@ -215,13 +181,13 @@ def test_stuck_receiver_never_blocks_the_request_path_and_recovers(gatescope_plu
     telemetry = gatescope_plugins.telemetry(krakend_config(
         {"stackdriver": section(cloud.address)}, sample_rate=100, export_timeout="1s"))
     worker = next(w for w in telemetry.pipeline.workers if w.name == "stackdriver")
-    three_layer_request(telemetry)
+    synthetic_request(telemetry)
     deadline = time.monotonic() + 10
     while not worker.busy:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     for _ in range(200):
-        three_layer_request(telemetry)
+        synthetic_request(telemetry)
     assert worker.busy, "request path waited for the exporter"
     while worker.errors == 0:  # the stuck call hits export_timeout: a retryable failure
         assert time.monotonic() < deadline
