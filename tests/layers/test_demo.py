@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from gatescope.testing import free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "gateway" / "demo.py"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_demo_serves_a_merged_response() -> None:
     process = subprocess.Popen(
-        [sys.executable, str(DEMO), "--port", "0", "--metrics-port", str(_free_port())],
+        [sys.executable, str(DEMO), "--port", "0", "--metrics-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None

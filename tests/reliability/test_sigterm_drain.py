@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from gatescope.runtime import EXIT_DEADLINE
+from gatescope.testing import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: reach the sibling helper module
 from faulty_receiver import HANG, SLOW, Receiver
@@ -51,13 +51,6 @@ APP = textwrap.dedent('''
     wsgi_app = telemetry.wsgi(hello)
     asgi_app = telemetry.asgi(hello_asgi)
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get(port: int, path: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -140,6 +141,14 @@ def three_layer_request(telemetry: Telemetry, upstream: Upstream, path: str = "/
             return response.status_code
 
     return asyncio.run(drive())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (bound, then released): for servers
+    that must be told their port up front, or for a receiver that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # A sampled remote parent (the W3C example ids) for spans built by `synthetic_request`.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,17 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatescope.testing import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 AGENT_BIN = REPO / ".peers" / "ddapm-test-agent" / "bin" / "ddapm-test-agent"
 CHECKS = ("trace_count_header", "meta_tracer_version_header", "trace_content_length")
 INSTALL_HINT = "build it with `make peers` (peers/ddapm-test-agent.txt)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TestAgent:
@@ -69,10 +63,10 @@ def dd_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestAgent]:
             pytest.fail(f"ddapm-test-agent not found at {AGENT_BIN}: {INSTALL_HINT}")
         pytest.skip(f"ddapm-test-agent not found at {AGENT_BIN}: {INSTALL_HINT}")
     root = tmp_path_factory.mktemp("ddapm")
-    port = _free_port()
+    port = free_port()
     log_path = root / "agent.log"
     command = [str(AGENT_BIN), "--host", "127.0.0.1", "--port", str(port),
-               "--otlp-http-port", str(_free_port()), "--otlp-grpc-port", str(_free_port()),
+               "--otlp-http-port", str(free_port()), "--otlp-grpc-port", str(free_port()),
                "--snapshot-dir", str(root / "snapshots")]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
     # The agent's --enabled-checks flag cannot parse a list (argparse type=List[str]); its

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,16 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatescope.testing import free_port
 
 ADMIN = "gatescope"
 ADMIN_PASSWORD = "s3cr3t-pw"
 INSTALL_HINT = "install InfluxDB 1.x: apt-get install influxdb (listed in .ci/apt/influxdb.txt)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class InfluxServer:

@@ -13,7 +13,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from gatescope import ExporterContext, ExportError, ExporterStartError
 from gatescope.metrics import COUNT, MetricsSnapshot, View, ViewData
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import exporter_of, free_port, krakend_config
 from gatescope_influxdb import InfluxDBConfig, InfluxDBExporter
 from gatescope_influxdb.writer import InfluxWriter
 
@@ -23,12 +23,6 @@ InfluxServer = Any  # conftest's InfluxServer: .url, .query(), .rows(), .create_
 
 LATENCY = "opencensus.io/http/server/latency"
 _names = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique_db() -> str:

@@ -216,13 +216,6 @@ def collector() -> Iterator[FakeCollector]:
     server.close()
 
 
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def backend() -> Iterator[Backend]:
     server = Backend()

@@ -8,7 +8,7 @@ import logging
 import pytest
 from gatescope import ExporterContext, ExportError
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, UNKNOWN, SpanRecord
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import exporter_of, free_port, krakend_config
 from gatescope_jaeger import JaegerConfig, JaegerExporter
 from thriftpy2.protocol import TBinaryProtocolFactory
 from thriftpy2.thrift import TMessageType
@@ -129,7 +129,7 @@ def test_repeated_failures_are_logged_once_per_interval(collector, caplog):
 
 
 def test_connection_refused_is_retryable_then_recovers(collector, wire, caplog):
-    exporter = make_exporter(f"http://127.0.0.1:{wire.closed_port()}/api/traces")
+    exporter = make_exporter(f"http://127.0.0.1:{free_port()}/api/traces")
     with pytest.raises(ExportError) as info:
         exporter.export_spans(spans(1))
     assert info.value.retryable is True

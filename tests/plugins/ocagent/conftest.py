@@ -157,12 +157,6 @@ def agent(reference_protos: ReferenceProtos) -> Iterator[Agent]:
     server.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TapProxy:
     """A TCP relay that keeps every byte the client sent, to inspect gRPC's HTTP/2 frames."""
 

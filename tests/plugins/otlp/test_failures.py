@@ -14,7 +14,7 @@ import grpc
 import pytest
 from gatescope import ExportError
 from gatescope.spans import KIND_SERVER, SpanRecord
-from gatescope.testing import PluginHarness, exporter_of, krakend_config
+from gatescope.testing import PluginHarness, exporter_of, free_port, krakend_config
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -73,14 +73,6 @@ def silent_port() -> Iterator[int]:
     listener.close()
 
 
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def otlp(harness: PluginHarness, **section: Any) -> Any:
     section.setdefault("headers", {"Authorization": SECRET})
     telemetry = harness.telemetry(krakend_config({"otlp": section}, sample_rate=100))
@@ -122,7 +114,7 @@ def test_http_timeout_is_retryable(gatescope_plugins: PluginHarness, silent_port
 
 
 def test_http_connection_refused_is_retryable(gatescope_plugins: PluginHarness) -> None:
-    exporter = otlp(gatescope_plugins, endpoint=f"http://127.0.0.1:{closed_port()}")
+    exporter = otlp(gatescope_plugins, endpoint=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ExportError, match="ConnectionRefusedError") as caught:
         exporter.export_spans(SPANS)
     assert caught.value.retryable
@@ -138,7 +130,7 @@ def test_http_non_otlp_reply_is_an_error(gatescope_plugins: PluginHarness,
 
 
 def test_grpc_unreachable_is_retryable(gatescope_plugins: PluginHarness) -> None:
-    exporter = otlp(gatescope_plugins, protocol="grpc", endpoint=f"127.0.0.1:{closed_port()}",
+    exporter = otlp(gatescope_plugins, protocol="grpc", endpoint=f"127.0.0.1:{free_port()}",
                     insecure=True, timeout="2s")
     with pytest.raises(ExportError, match="UNAVAILABLE") as caught:
         exporter.export_spans(SPANS)

@@ -12,8 +12,8 @@ import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-from gatescope.testing import exporter_of, krakend_config
-from prometheus_testlib import free_port, need_binary, wait_http
+from gatescope.testing import exporter_of, free_port, krakend_config
+from prometheus_testlib import need_binary, wait_http
 
 REQUESTS = 37
 

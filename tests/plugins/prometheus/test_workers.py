@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prometheus_testlib import APPS, free_port, samples, scrape, wait_http
+from gatescope.testing import free_port
+from prometheus_testlib import APPS, samples, scrape, wait_http
 
 WORKERS = 4
 BIN = Path(sys.executable).parent

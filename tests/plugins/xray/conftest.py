@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from gatescope import testing
-from gatescope.testing import Upstream
+from gatescope.testing import Upstream, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 MOTO_SERVER = REPO / ".peers" / "moto" / "bin" / "moto_server"
@@ -20,12 +20,6 @@ INSTALL_HINT = "build it with `make peers` (peers/moto.txt -> .peers/moto)"
 REGION = "us-east-1"
 ACCESS_KEY_ID = "AKIAGATESCOPETEST01"
 SECRET_ACCESS_KEY = "gatescope-test-secret/Zx9+Kq"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def moto_binary() -> Path:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -119,13 +118,6 @@ def backend() -> Iterator[Backend]:
     server = Backend()
     yield server
     server.close()
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def three_layer_request(telemetry: Any, backend: Backend, path: str = "/users/42") -> int:

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from gatescope import ExporterContext, ExportError, ExporterStartError
 from gatescope.spans import INTERNAL, KIND_CLIENT, KIND_SERVER, NOT_FOUND, SpanRecord
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import exporter_of, free_port, krakend_config
 from gatescope.tracing import current
 from gatescope_zipkin import ZipkinConfig, ZipkinExporter
 
@@ -186,7 +186,7 @@ def test_collector_errors_raise_export_error_and_recover(zipkin, caplog, status,
 
 
 def test_connection_refused_is_retryable(wire, zipkin):
-    exporter = make_exporter(f"http://127.0.0.1:{wire.closed_port()}/api/v2/spans")
+    exporter = make_exporter(f"http://127.0.0.1:{free_port()}/api/v2/spans")
     with pytest.raises(ExportError) as info:
         exporter.export_spans([record()])
     assert info.value.retryable is True
