@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.client
 import json
-import socket
 import socketserver
 import threading
 import time
@@ -15,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from gatescope.testing import free_port
 
 OK, REFUSE, HANG, ERROR_500, SLOW = "ok", "refuse", "hang", "500", "slow"
 JAEGER_IDL = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "jaeger-idl"
@@ -99,10 +100,7 @@ class Receiver:
         self.spans: list[dict[str, Any]] = []
         self.rejected = 0
         self._server: _ReceiverServer | None = None
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()  # nothing listens on the port until `listen()`: connections are refused
+        self.port = free_port()  # nothing listens until `listen()`: connections are refused
         if mode != REFUSE:
             self.listen()
 
@@ -130,14 +128,6 @@ class Receiver:
     def paths(self) -> list[str]:
         with self.lock:
             return [span.get("tags", {}).get("http.path", "") for span in self.spans]
-
-    def wait_for(self, predicate: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
 
     def close(self) -> None:
         self.closing.set()

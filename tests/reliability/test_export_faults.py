@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from gatescope import pipeline
 from gatescope.config import NAMESPACE
+from gatescope.testing import wait_for
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: reach the sibling helper module
 from faulty_receiver import (
@@ -165,7 +166,7 @@ def test_faulty_receiver_costs_requests_nothing(
         to_faulty.close()
         to_baseline.close()
         wanted = {f"/after/{i}" for i in range(20)}
-        assert receiver.wait_for(lambda: wanted <= set(receiver.paths()), 20), \
+        assert wait_for(lambda: wanted <= set(receiver.paths()), 20), \
             sorted(wanted - set(receiver.paths()))[:5]
     assert faulty.flush(10)
     elapsed = time.monotonic() - started

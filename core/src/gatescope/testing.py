@@ -151,6 +151,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll `predicate` every 20 ms until it holds or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
 # A sampled remote parent (the W3C example ids) for spans built by `synthetic_request`.
 REMOTE_PARENT = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True,
                              remote=True)

@@ -17,20 +17,11 @@ from gatescope import ExportError
 from gatescope.exporter import ExporterContext
 from gatescope.metrics import MetricsSnapshot
 from gatescope.spans import KIND_SERVER, SpanRecord
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import exporter_of, krakend_config, wait_for
 from gatescope_xray import XRayConfig, XRayExporter
 
 SECRET = "gatescope-test-secret/Zx9+Kq"  # the conftest's credentials
 KEY_ID = "AKIAGATESCOPETEST01"
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def worker_of(telemetry: Any, name: str = "xray") -> Any:
@@ -96,7 +87,7 @@ def test_export_recovers_when_the_endpoint_comes_back(gatescope_plugins, xray_he
     span = telemetry.kit.tracer.start_root("/recover", KIND_SERVER, None)
     span.end()
     try:
-        assert wait_for(lambda: worker.errors >= 1), "the first attempt should have failed"
+        assert wait_for(lambda: worker.errors >= 1, timeout=15), "the first attempt should have failed"
         assert worker.exported == 0
         server.start()  # the core retries with backoff (0.5, 1, 2, 4 s)
         assert wait_for(lambda: worker.exported == 1, timeout=20), "export did not recover"
