@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +15,7 @@ from gatescope import METRICS, BaseExporter, hookimpl
 from gatescope.metrics import MetricsSnapshot
 from gatescope.settings import boolean, setting
 from gatescope.stats import TagOptions
-from gatescope.testing import krakend_config
+from gatescope.testing import LocalHTTPServer, krakend_config
 
 sys.path.insert(0, str(Path(__file__).parent))  # for layer_helpers (importlib mode)
 
@@ -59,11 +58,11 @@ class _Upstream(BaseHTTPRequestHandler):
         return None
 
 
-class Upstream:
-    def __init__(self, server: ThreadingHTTPServer) -> None:
-        self.server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        self.host = f"127.0.0.1:{server.server_address[1]}"
+class Upstream(LocalHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(_Upstream)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = f"127.0.0.1:{self.port}"
 
     @property
     def seen(self) -> list[dict[str, str]]:
@@ -73,13 +72,9 @@ class Upstream:
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
     _Upstream.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Upstream(server)
-    server.shutdown()
-    server.server_close()
+    server = Upstream()
+    yield server
+    server.close()
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import attrs
@@ -84,16 +85,42 @@ class CapturingExporter(BaseExporter):
             return list(self.spans)
 
 
-class Upstream:
+class LocalHTTPServer:
+    """Serves `handler` on 127.0.0.1 (a free port) from a daemon thread until `close()`: the
+    skeleton of the fake upstreams and receivers tests start."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with an empty body."""
+
+    def answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+class Upstream(LocalHTTPServer):
     """A real upstream on 127.0.0.1 answering every GET with `status` and a small JSON body."""
 
     def __init__(self, status: int = 200) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.status = status
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 body = b'{"id": 42}'
                 self.send_response(upstream.status)
@@ -102,18 +129,8 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 def three_layer_request(telemetry: Telemetry, upstream: Upstream, path: str = "/users/42", *,

@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import thriftpy2
 from gatescope import testing
+from gatescope.testing import LocalHTTPServer, QuietHandler
 from gatescope.testing import Upstream as Backend
 from thriftpy2.protocol import TBinaryProtocolFactory, TCompactProtocolFactory
 from thriftpy2.thrift import TMessageType
@@ -141,7 +141,7 @@ class UDPListener:
         self.sock.close()
 
 
-class FakeCollector:
+class FakeCollector(LocalHTTPServer):
     """Behaves like Jaeger's collector /api/traces: a bare binary `Batch` with
     `Content-Type: application/x-thrift`, else 400; `fail_with` forces an answer."""
 
@@ -153,7 +153,7 @@ class FakeCollector:
         self.lock = threading.Lock()
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with collector.lock:
@@ -161,7 +161,7 @@ class FakeCollector:
                                                "size": len(body)})
                     forced = collector.fail_with.pop(0) if collector.fail_with else None
                 if forced is not None:
-                    return self._answer(forced)
+                    return self.answer(forced)
                 content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
                 if self.path != "/api/traces" or content_type != "application/x-thrift":
                     return self._reject()
@@ -171,35 +171,19 @@ class FakeCollector:
                     return self._reject()
                 with collector.lock:
                     collector.batches.append(batch)
-                self._answer(202)
+                self.answer(202)
 
             def _reject(self) -> None:
                 with collector.lock:
                     collector.rejected += 1
-                self._answer(400)
+                self.answer(400)
 
-            def _answer(self, status: int) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        super().__init__(Handler)
         self.url = f"http://127.0.0.1:{self.port}/api/traces"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
 
     def spans(self) -> list[Any]:
         with self.lock:
             return [span for batch in self.batches for span in batch.spans]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

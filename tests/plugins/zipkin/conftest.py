@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 from gatescope import testing
+from gatescope.testing import LocalHTTPServer, QuietHandler
 from gatescope.testing import Upstream as Backend
 
 SPEC = (Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "zipkin-api"
@@ -44,7 +45,7 @@ def validate(body: Any) -> None:
         int(span["id"], 16)
 
 
-class FakeZipkin:
+class FakeZipkin(LocalHTTPServer):
     """Accepts `POST /api/v2/spans` with JSON that validates, answers 202; else 400."""
 
     def __init__(self) -> None:
@@ -56,7 +57,7 @@ class FakeZipkin:
         self.lock = threading.Lock()
         zipkin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if zipkin.delay:
@@ -65,7 +66,7 @@ class FakeZipkin:
                     zipkin.requests.append({"path": self.path, "headers": dict(self.headers)})
                     forced = zipkin.fail_with.pop(0) if zipkin.fail_with else None
                 if forced is not None:
-                    return self._answer(forced)
+                    return self.answer(forced)
                 try:
                     assert self.path == "/api/v2/spans"
                     assert self.headers.get("Content-Type", "").startswith("application/json")
@@ -74,36 +75,21 @@ class FakeZipkin:
                 except Exception as exc:
                     with zipkin.lock:
                         zipkin.rejected.append(f"{type(exc).__name__}: {exc}"[:500])
-                    return self._answer(400)
+                    return self.answer(400)
                 with zipkin.lock:
                     zipkin.bodies.append(spans)
-                self._answer(202)
+                self.answer(202)
 
-            def _answer(self, status: int) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass  # the client gave up (timeout tests)
+            def answer(self, status: int) -> None:
+                with contextlib.suppress(OSError):  # the client gave up (timeout tests)
+                    super().answer(status)
 
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        super().__init__(Handler)
         self.url = f"http://127.0.0.1:{self.port}/api/v2/spans"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
 
     def spans(self) -> list[dict[str, Any]]:
         with self.lock:
             return [span for body in self.bodies for span in body]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
