@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatescope.testing import free_port
+from gatescope.testing import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 AGENT_BIN = REPO / ".peers" / "ddapm-test-agent" / "bin" / "ddapm-test-agent"
@@ -90,9 +90,4 @@ def dd_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestAgent]:
                 time.sleep(0.1)
         yield agent
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

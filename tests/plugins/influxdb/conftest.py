@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gatescope.testing import free_port
+from gatescope.testing import free_port, stop_process
 
 ADMIN = "gatescope"
 ADMIN_PASSWORD = "s3cr3t-pw"
@@ -124,9 +124,4 @@ bind-address = "127.0.0.1:{rpc_port}"
                      user="", password="")
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

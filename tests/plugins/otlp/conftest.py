@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatescope.testing import stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 AGENT = REPO / ".peers" / "ddapm-test-agent" / "bin" / "ddapm-test-agent"
@@ -96,9 +97,4 @@ def test_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DdapmAgent]
                 time.sleep(0.1)
         yield agent
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

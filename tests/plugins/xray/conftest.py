@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from gatescope import testing
-from gatescope.testing import Upstream, free_port
+from gatescope.testing import Upstream, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 MOTO_SERVER = REPO / ".peers" / "moto" / "bin" / "moto_server"
@@ -59,12 +59,7 @@ class MotoServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            stop_process(self.process, 5)
         self.process = None
 
     def client(self) -> Any:
