@@ -249,11 +249,6 @@ class LayerRecorder:
             with self._lock:
                 self._fold()
 
-    def flush(self) -> None:
-        """Fold every queued record into the rows (snapshots do this first)."""
-        with self._lock:
-            self._fold()
-
     def _fold(self) -> None:
         """Unrolled over the three measures (bisect once each, no per-view work); under the lock.
 
