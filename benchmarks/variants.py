@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-VARIANTS = ("bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off",
-            "otel-on")
+VARIANTS = ("bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100",
+            "gatescope-100-process", "otel-off", "otel-on")
 SCENARIOS = ("router", "gateway")
 UPSTREAM_URL = "http://upstream.local/items/42"
 
@@ -140,7 +140,7 @@ class _FloorTransport(httpx.AsyncBaseTransport):
         return await self._transport.handle_async_request(request)
 
 
-def _gatescope(rate: int, sink: Sink | None) -> Any:
+def _gatescope(rate: int, sink: Sink | None, export_process: bool = False) -> Any:
     from gatescope.runtime import Telemetry
 
     exporters: dict[str, Any] = {"prometheus": {"port": 0, "listen_ip": "127.0.0.1",
@@ -148,7 +148,8 @@ def _gatescope(rate: int, sink: Sink | None) -> Any:
     if sink is not None:
         exporters["jaeger"] = {"service_name": "bench", "agent_endpoint": f"127.0.0.1:{sink.port}"}
     document = {"version": 3, "name": "bench", "extra_config": {"telemetry/opencensus": {
-        "sample_rate": rate, "reporting_period": 0, "exporters": exporters}}}
+        "sample_rate": rate, "reporting_period": 0, "export_process": export_process,
+        "exporters": exporters}}}
     return Telemetry.from_dict(document)
 
 
@@ -193,7 +194,7 @@ def build(scenario: str, name: str) -> Variant:
     if name.startswith("gatescope-"):
         rate = int(name.split("-")[1])
         sink = Sink("udp") if rate else None
-        telemetry = _gatescope(rate, sink)
+        telemetry = _gatescope(rate, sink, name.endswith("-process"))
         closers.append(lambda: telemetry.shutdown(5))
         if sink is not None:
             closers.append(sink.close)

@@ -77,6 +77,10 @@ class ServiceSettings:
         duration, default=10.0, extension=True,
         doc="longest one export call may take before it is abandoned and counted as failed",
     )
+    export_process: bool = setting(
+        boolean, default=False, extension=True,
+        doc="run each trace exporter in a helper process, so span encoding leaves the server's GIL",
+    )
     untraced_paths: tuple[str, ...] = setting(
         string_list, default=("/__health", "/healthz"), extension=True,
         doc="request paths the router layer neither traces nor measures",

@@ -64,6 +64,9 @@ class BaseExporter:
     pushes_metrics: ClassVar[bool] = True
     #: seconds between pushes when `reporting_period <= 0`
     default_period: ClassVar[float] = 10.0
+    #: False keeps it in the serving process under `export_process` (it writes to this
+    #: process's logging or reads its live state)
+    offloadable: ClassVar[bool] = True
 
     def __init__(self, config: Any, context: ExporterContext) -> None:
         self.config = config

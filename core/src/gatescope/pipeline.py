@@ -233,12 +233,9 @@ class Pipeline:
         queue = self.queue
         workers = self.trace_workers
         while queue:
-            batch = []
-            try:
-                for _ in range(self.batch_size):
-                    batch.append(queue.popleft())
-            except IndexError:
-                pass
+            # Only this thread takes from the queue, so at least `len(queue)` items are there.
+            pop = queue.popleft
+            batch = [pop() for _ in range(min(len(queue), self.batch_size))]
             if not workers:
                 continue  # no trace exporter: spans are not kept
             for worker in workers:

@@ -19,6 +19,7 @@ from gatescope.config import EndpointTelemetry, TelemetryConfig, load_config
 from gatescope.exporter import METRICS, TRACES, ExporterContext, ExporterStartError
 from gatescope.filters import Predicate, compile_filters
 from gatescope.metrics import COUNT, MetricsSnapshot, View, ViewData
+from gatescope.offload import OffloadedExporter, offloadable
 from gatescope.pipeline import Pipeline
 from gatescope.plugins import ExporterRegistry, build_registry, load_plugins
 from gatescope.settings import ConfigError
@@ -87,6 +88,8 @@ class Telemetry:
                 export_timeout=settings.export_timeout,
             )
             exporter = info.exporter_class(section.config, context)
+            if settings.export_process and offloadable(exporter):
+                exporter = OffloadedExporter(exporter, section.config, context)
             self.exporters.append(exporter)
             signals = exporter.signals
             period = context.period(getattr(exporter, "default_period", 10.0)) \

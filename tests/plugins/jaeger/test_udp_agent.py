@@ -32,10 +32,13 @@ def record(name="op", *, span_id="00f067aa0ba902b7", parent=None, kind=0, start=
                       dict(attributes or {}), status, message)
 
 
-def test_tracer_spans_arrive_as_one_decodable_trace(gatescope_plugins, udp_listener, wire):
+@pytest.mark.parametrize("export_process", [False, True], ids=["in-process", "export-process"])
+def test_tracer_spans_arrive_as_one_decodable_trace(gatescope_plugins, udp_listener, wire,
+                                                    export_process):
     telemetry = gatescope_plugins.telemetry(krakend_config(
         {"jaeger": {"agent_endpoint": udp_listener.address, "service_name": "gateway"}},
-        sample_rate=100))
+        sample_rate=100, export_process=export_process))
+    assert (type(exporter_of(telemetry, "jaeger")).__name__ == "OffloadedExporter") is export_process
     tracer = telemetry.tracer
     root = tracer.start_root("/users/{id}", KIND_SERVER, None)
     root.set_attribute("http.method", "GET")

@@ -40,6 +40,7 @@ class LoggerExporter(BaseExporter):
     name: ClassVar[str] = "logger"
     config_class: ClassVar[type] = LoggerConfig
     signals: ClassVar[frozenset[str]] = frozenset({TRACES, METRICS})
+    offloadable: ClassVar[bool] = False  # its lines belong in the application's own logging
     config: LoggerConfig
 
     def __init__(self, config: LoggerConfig, context: Any) -> None:

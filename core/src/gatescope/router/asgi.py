@@ -13,7 +13,7 @@ from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
-from gatescope.tracing import Span, current
+from gatescope.tracing import HTTP_STATUS, Span, current, http_status
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -34,6 +34,7 @@ _WANTED = frozenset({
 # What a request's send wrapper learns, as indexes into its state list (a closure over a list
 # is called faster than an object's __call__, and this runs for every response message).
 STATUS, SENT, COMPLETE, GONE = range(4)
+ROUTE_CACHE_LIMIT = 10_000  # route objects remembered with their endpoint (apps have far fewer)
 
 
 def _watch(send: Send, state: list[Any]) -> Send:
@@ -99,6 +100,7 @@ class TelemetryASGIMiddleware(RouterLayer):
     def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
         super().__init__(app, kit, endpoints, unknown_route)
+        self._by_route: dict[int, tuple[Any, Endpoint]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         check = self._check
@@ -176,26 +178,39 @@ class TelemetryASGIMiddleware(RouterLayer):
             path = scope["path"]
             query = scope.get("query_string")
             span.name = endpoint.name
-            attributes = span.attributes
-            attributes["http.path"] = path
-            attributes["http.url"] = f"{path}?{query.decode('latin-1')}" if query else path
-            attributes["http.host"] = host_text
-            attributes["http.method"] = scope["method"]
-            attributes["http.user_agent"] = agent.decode("latin-1")
-            span.set_http_status(status)
+            known = {
+                "http.path": path,
+                "http.url": f"{path}?{query.decode('latin-1')}" if query else path,
+                "http.host": host_text, "http.method": scope["method"],
+                "http.user_agent": agent.decode("latin-1"), "http.status_code": status,
+            }
+            if span.attributes:  # the app set some of its own: ours are added, as before
+                span.attributes.update(known)
+            else:
+                span.attributes = known
+            span.status_code, span.status_message = HTTP_STATUS.get(status) or http_status(status)
             span.end()
 
     def _endpoint(self, scope: Scope, root_path: str) -> Endpoint:
         """The route template the framework matched (Starlette/FastAPI), else resolver matching."""
         route = scope.get("route")
-        template = getattr(route, "path", None) if route is not None else None
+        if route is None:
+            return self._resolver.for_path(scope["path"])
+        mounted = scope.get("root_path", "")
+        if mounted == root_path:  # not under a mount: the route object alone names the endpoint
+            hit = self._by_route.get(id(route))
+            if hit is not None and hit[0] is route:
+                return hit[1]
+        template = getattr(route, "path", None)
         if isinstance(template, str):
             # Mounts extend root_path by what they matched; a mount itself serves a sub-tree.
-            mounted = scope.get("root_path", "")
             prefix = mounted[len(root_path):] if len(mounted) > len(root_path) else ""
             if getattr(route, "endpoint", None) is None:
                 template = "/{path:path}"
-            return self._resolver.for_template(prefix + template if prefix else template)
+            endpoint = self._resolver.for_template(prefix + template if prefix else template)
+            if not prefix and len(self._by_route) < ROUTE_CACHE_LIMIT:
+                self._by_route[id(route)] = (route, endpoint)  # the route is kept: its id stays its own
+            return endpoint
         return self._resolver.for_path(scope["path"])
 
 
