@@ -91,6 +91,10 @@ class Helper:
                 [sys.executable, "-c", ENTRY, str(to_child), str(from_child), name],
                 stdin=subprocess.DEVNULL, pass_fds=(to_child, from_child), env=env,
             )
+        except BaseException:
+            os.close(child_in)
+            os.close(child_out)
+            raise
         finally:
             os.close(to_child)
             os.close(from_child)
