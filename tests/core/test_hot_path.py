@@ -241,6 +241,7 @@ def test_new_ids_are_lower_hex_nonzero_and_distinct(monkeypatch):
     monkeypatch.setattr(tracing, "_randbytes", lambda n: bytes(n))
     trace_id, span_id = tracing.new_ids()
     assert int(trace_id, 16) and int(span_id, 16)
+    assert int(tracing.new_span_id(), 16)  # child spans' ids too
 
 
 @pytest.mark.parametrize("sizes", [(0, 0, 0), (0, 10, 0), (10, 0, 5000), (7,)])

@@ -39,7 +39,8 @@ def new_trace_id() -> str:
 
 
 def new_span_id() -> str:
-    return f"{_getrandbits(64) or 1:016x}"
+    span_id = _randbytes(8).hex()  # faster than formatting getrandbits(64)
+    return span_id if span_id != _ZERO_SPAN else f"{_getrandbits(64) or 1:016x}"
 
 
 def new_ids() -> tuple[str, str]:
@@ -61,7 +62,7 @@ class Span(SpanRecord):
         # The slots are set directly: this runs once per sampled request.
         self.name = name
         self.trace_id = trace_id
-        self.span_id = span_id or f"{_getrandbits(64) or 1:016x}"
+        self.span_id = span_id or new_span_id()
         self.parent_span_id = parent_span_id
         self.kind = kind
         self.start_ns = _time_ns()
