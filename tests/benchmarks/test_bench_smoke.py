@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = {"bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100", "otel-off", "otel-on"}
+VARIANTS = {"bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100",
+            "gatescope-100-process", "otel-off", "otel-on"}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +74,8 @@ def test_report_is_a_markdown_table_with_versions(results: dict) -> None:
 
 def test_breakdown_charges_cpu_to_threads_and_names_gatescope_functions(results: dict) -> None:
     splits = {(r["scenario"], r["variant"]): r for r in results["threads"]}
-    assert set(splits) == {("router", "gatescope-0"), ("router", "gatescope-100"),
-                           ("gateway", "gatescope-0"), ("gateway", "gatescope-100")}
+    assert set(splits) == {(scenario, variant) for scenario in ("router", "gateway")
+                           for variant in ("gatescope-0", "gatescope-100", "gatescope-100-process")}
     assert all(r["wall_us"] > 0 and r["cpu_us"].get("MainThread", 0) > 0 for r in splits.values())
     for label, rows in results["functions"].items():
         assert rows, label
