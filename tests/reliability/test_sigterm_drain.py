@@ -29,6 +29,7 @@ APP = textwrap.dedent('''
 
     telemetry = Telemetry.from_dict({"version": 3, "extra_config": {"telemetry/opencensus": {
         "sample_rate": 100, "batch_size": 10,
+        "export_process": os.environ.get("GS_EXPORT_PROCESS") == "1",
         "export_timeout": os.environ.get("GS_EXPORT_TIMEOUT", "10s"),
         "exporters": {"zipkin": {"collector_url": os.environ["GS_RECEIVER"],
                                  "service_name": "drain"}}}}})
@@ -41,8 +42,13 @@ APP = textwrap.dedent('''
         return [body]
 
 
+    def helper_pid():
+        helper = getattr(telemetry.exporters[0], "_helper", None)
+        return helper.proc.pid if helper is not None else 0
+
+
     async def hello_asgi(scope, receive, send):
-        body = str(os.getpid()).encode()
+        body = str(helper_pid() if scope["path"] == "/helper" else os.getpid()).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -97,6 +103,13 @@ def is_gone(pid: int) -> bool:
     return False
 
 
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not is_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return is_gone(pid)
+
+
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "drain_app.py").write_text(APP)
@@ -127,14 +140,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+EXPORT_PROCESS = pytest.mark.parametrize("export_process", ["0", "1"],
+                                        ids=["export-thread", "export-process"])
+
+
+@EXPORT_PROCESS
 @pytest.mark.parametrize("preload", [False, True], ids=["import-in-worker", "preload-then-fork"])
 def test_sigterm_to_a_gunicorn_worker_delivers_its_queued_spans(app_dir: Path, receiver: Receiver,
-                                                                 preload: bool) -> None:
+                                                                 preload: bool,
+                                                                 export_process: str) -> None:
     port = free_port()
     master = start([str(BIN / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}",
                     "--graceful-timeout", str(int(EXIT_DEADLINE) + 5),
                     *(["--preload"] if preload else []), "drain_app:wsgi_app"],
-                   app_dir, receiver)
+                   app_dir, receiver, GS_EXPORT_PROCESS=export_process)
     try:
         wait_until_serving(port, master)
         pids = load(port)
@@ -142,10 +161,8 @@ def test_sigterm_to_a_gunicorn_worker_delivers_its_queued_spans(app_dir: Path, r
         worker = pids.pop()
         before = len(load_spans(receiver))
         os.kill(worker, signal.SIGTERM)
-        deadline = time.monotonic() + EXIT_DEADLINE + 5
-        while not is_gone(worker) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert is_gone(worker), "the worker did not exit within the shutdown deadline"
+        assert wait_gone(worker, EXIT_DEADLINE + 5), \
+            "the worker did not exit within the shutdown deadline"
         delivered = load_spans(receiver)
     finally:
         stop(master)
@@ -154,15 +171,19 @@ def test_sigterm_to_a_gunicorn_worker_delivers_its_queued_spans(app_dir: Path, r
     assert len({s["id"] for s in delivered}) == REQUESTS
 
 
-def test_sigterm_to_uvicorn_delivers_its_queued_spans(app_dir: Path, receiver: Receiver) -> None:
+@EXPORT_PROCESS
+def test_sigterm_to_uvicorn_delivers_its_queued_spans(app_dir: Path, receiver: Receiver,
+                                                       export_process: str) -> None:
     port = free_port()
     server = start([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                     "--lifespan", "off", "--log-level", "warning", "drain_app:asgi_app"],
-                   app_dir, receiver)
+                   app_dir, receiver, GS_EXPORT_PROCESS=export_process)
     try:
         wait_until_serving(port, server)
         pids = load(port)
         assert pids == {server.pid}
+        helper = get(port, "/helper")
+        assert (helper != 0) is (export_process == "1")
         before = len(load_spans(receiver))
         server.send_signal(signal.SIGTERM)
         server.wait(EXIT_DEADLINE + 5)
@@ -172,10 +193,14 @@ def test_sigterm_to_uvicorn_delivers_its_queued_spans(app_dir: Path, receiver: R
     assert before < REQUESTS, "spans were not queued at the signal: the test proves nothing"
     assert len(delivered) == REQUESTS, (before, len(delivered), server.returncode)
     assert len({s["id"] for s in delivered}) == REQUESTS
+    assert not helper or is_gone(helper), "the export process outlived its server"
 
 
-def test_sigterm_with_a_hung_receiver_still_exits_within_the_deadline(app_dir: Path) -> None:
-    """A receiver that never answers cannot keep a stopping server alive past EXIT_DEADLINE."""
+@EXPORT_PROCESS
+def test_sigterm_with_a_hung_receiver_still_exits_within_the_deadline(app_dir: Path,
+                                                                     export_process: str) -> None:
+    """A receiver that never answers cannot keep a stopping server (or its export process)
+    alive past EXIT_DEADLINE."""
     hung = Receiver(HANG)
     try:
         port = free_port()
@@ -183,18 +208,22 @@ def test_sigterm_with_a_hung_receiver_still_exits_within_the_deadline(app_dir: P
         server = start([sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port",
                         str(port), "--lifespan", "off", "--log-level", "warning",
                         "drain_app:asgi_app"], app_dir, hung,
-                       GS_EXPORT_TIMEOUT=f"{int(export_timeout)}s")
+                       GS_EXPORT_TIMEOUT=f"{int(export_timeout)}s", GS_EXPORT_PROCESS=export_process)
         try:
             wait_until_serving(port, server)
+            helper = get(port, "/helper")
             load(port)
             time.sleep(0.3)  # the export worker is now inside a hung call
             signalled = time.monotonic()
             server.send_signal(signal.SIGTERM)
             server.wait(export_timeout / 2)
             took = time.monotonic() - signalled
+            # checked while the receiver still hangs: its export call cannot end the helper
+            helper_gone = not helper or wait_gone(helper, 5.0)
         finally:
             stop(server)
     finally:
         hung.close()
     assert took < export_timeout / 4, took  # bounded by EXIT_DEADLINE, not by the hung call
     assert server.returncode == -signal.SIGTERM  # ends as SIGTERM's default action would
+    assert helper_gone, "the export process outlived its server"

@@ -255,6 +255,15 @@ class OffloadedExporter:
         finally:
             helper.close(1.0)
 
+    def kill(self) -> None:
+        """The shutdown deadline passed with an export still running: end the helper now, as
+        the serving process's exit ends an in-process export thread."""
+        helper = self._helper  # not under the lock: the stuck export call holds it
+        if helper is not None and helper.alive():
+            helper.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                helper.proc.wait(1.0)  # reaped here, not left to whoever adopts it
+
     def after_fork_in_child(self) -> None:
         """A forked worker starts its own helper; the parent's stays the parent's."""
         self._lock = threading.Lock()

@@ -274,6 +274,9 @@ class Pipeline:
                 delivered = False
                 log.warning("gatescope: exporter %r did not stop within the shutdown deadline",
                             worker.name)
+                kill = getattr(worker.exporter, "kill", None)
+                if callable(kill):  # work outside this process would outlive it: end it too
+                    kill()
                 continue
             try:
                 worker.exporter.shutdown(max(0.0, deadline - time.monotonic()))
