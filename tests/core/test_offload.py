@@ -19,7 +19,15 @@ from gatescope.offload import OffloadedExporter, pack_spans, unpack_spans
 from gatescope.plugins import build_registry, load_plugins
 from gatescope.settings import ConfigError
 from gatescope.spans import KIND_CLIENT, SpanRecord
-from gatescope.testing import PluginHarness, exporter_of, krakend_config, synthetic_request, wait_for
+from gatescope.testing import (
+    PluginHarness,
+    exit_code,
+    exporter_of,
+    fork_child,
+    krakend_config,
+    synthetic_request,
+    wait_for,
+)
 
 # Exporters the helper process must import by name, so they live in a real module on sys.path.
 MODULE = "gatescope_offload_probe"
@@ -236,15 +244,12 @@ def test_a_forked_worker_gets_its_own_helper(harness, tmp_path):
     out = tmp_path / "probe.jsonl"
     telemetry = harness.telemetry(probe_config(out))
     parent_helper = exporter_of(telemetry, "probe")._helper.proc.pid
-    pid = os.fork()
-    if pid == 0:  # the worker: its spans go through a helper of its own
-        code = 1
-        try:
-            synthetic_request(telemetry)
-            code = 0 if telemetry.shutdown(10) else 2
-        finally:
-            os._exit(code)
-    assert os.waitpid(pid, 0)[1] == 0
+
+    def worker() -> bool:  # its spans go through a helper of its own
+        synthetic_request(telemetry)
+        return telemetry.shutdown(10)
+
+    assert exit_code(fork_child(worker)) == 0
     synthetic_request(telemetry)
     assert telemetry.flush(10) is True
     starts = [e["pid"] for e in events(out, "start")]

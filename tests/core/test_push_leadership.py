@@ -11,24 +11,22 @@ from gatescope.metrics import MetricsSnapshot
 from gatescope.multiproc import PushLeadership
 from gatescope.pipeline import ExporterWorker
 from gatescope.stats import Stats
+from gatescope.testing import exit_code, fork_child
 
 
 def test_one_process_leads_until_it_exits(tmp_path) -> None:
     ready, release = os.pipe(), os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.write(ready[1], b"1" if PushLeadership(str(tmp_path)).held() else b"0")
-            os.read(release[0], 1)  # lead until the parent has looked
-            code = 0
-        finally:
-            os._exit(code)
+
+    def leader() -> bool:
+        os.write(ready[1], b"1" if PushLeadership(str(tmp_path)).held() else b"0")
+        return os.read(release[0], 1) == b"x"  # lead until the parent has looked
+
+    pid = fork_child(leader)
     assert os.read(ready[0], 1) == b"1"
     mine = PushLeadership(str(tmp_path))
     assert not mine.held()  # the child leads
     os.write(release[1], b"x")
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert exit_code(pid) == 0
     assert mine.held()  # the OS released the lock with the process: this one takes over
     assert mine.held()  # and keeps it
 

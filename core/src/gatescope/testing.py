@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -177,6 +179,26 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+def fork_child(work: Callable[[], object]) -> int:
+    """Run `work` in a forked child (a gunicorn worker, say) and return its pid; the child exits
+    0 when `work` returns something true, 1 when false, 2 when it raised (traceback on stderr)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            code = 0 if work() else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def exit_code(pid: int) -> int:
+    """Wait for a forked child and return its exit code (negative: the signal that ended it)."""
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from gatescope import ExportError
 from gatescope.metrics import LATENCY_BOUNDS
-from gatescope.testing import exporter_of, krakend_config
+from gatescope.testing import exit_code, exporter_of, fork_child, krakend_config
 from gatescope_datadog.dogstatsd import metric_name
 
 NS = "krakend"
@@ -201,17 +200,14 @@ def test_forked_workers_sharing_stats_count_every_request_once(gatescope_plugins
         assert telemetry.flush(10)
     children = []
     for requests in (10, 11, 12):
-        pid = os.fork()
-        if pid == 0:  # a worker: serve, then exit pushing what it can (as gunicorn's would)
-            code = 4
-            try:
-                traffic(telemetry, "GET", "200", 1.0, requests)
-                code = 0 if telemetry.shutdown(10) else 3
-            finally:
-                os._exit(code)
-        children.append(pid)
+
+        def worker(requests: int = requests) -> bool:  # serve, then exit pushing (as gunicorn's)
+            traffic(telemetry, "GET", "200", 1.0, requests)
+            return telemetry.shutdown(10)
+
+        children.append(fork_child(worker))
     for pid in children:
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert exit_code(pid) == 0
     traffic(telemetry, "POST", "200", 1.0, 4)
     assert telemetry.flush(10)
     assert _request_count(received(udp)) == 10 + 11 + 12 + 4 + (3 if parent_pushes_first else 0)

@@ -14,7 +14,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from gatescope.metrics import LATENCY_BOUNDS
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
-from gatescope.testing import PluginHarness, krakend_config
+from gatescope.testing import PluginHarness, exit_code, fork_child, krakend_config
 from gatescope.tracing import Span, current
 
 TOKEN_HEADER = "X-Datadog-Test-Session-Token"  # ddapm-test-agent files what it receives by it
@@ -187,16 +187,12 @@ def test_a_forked_worker_exports_on_its_own_connection(test_agent: Any,
         "headers": {TOKEN_HEADER: token}}}, sample_rate=100))
     three_layer_request(telemetry)
     assert telemetry.flush(10.0)  # the parent's channel is open and used before the fork
-    pid = os.fork()
-    if pid == 0:  # a gunicorn worker, say
-        status = 1
-        try:
-            three_layer_request(telemetry)
-            status = 0 if telemetry.flush(10.0) else 1
-        finally:
-            os._exit(status)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def worker() -> bool:  # a gunicorn worker, say
+        three_layer_request(telemetry)
+        return telemetry.flush(10.0)
+
+    assert exit_code(fork_child(worker)) == 0
     payloads = test_agent.wait_for("traces", token, count=2)
     assert len(payloads) == 2
 
