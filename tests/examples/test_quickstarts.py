@@ -19,11 +19,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
     ("fastapi_app", "/users/42", "/users/{user_id}"),
     ("flask_app", "/users/42", "/users/{user_id}"),
     ("wsgi_app", "/hello/ada", "/hello/{name}"),
+    ("django_app", "/api/users/42", "/api/users/{user_id}"),
+    ("django_app --asgi", "/api/users/42", "/api/users/{user_id}"),
 ])
 def test_example_serves_and_logs_a_span_named_by_the_template(example, path, span_name):
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(EXAMPLES / example / "app.py"), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    example, *flags = example.split()
+    process = subprocess.Popen([sys.executable, str(EXAMPLES / example / "app.py"), "--port", str(port),
+                                *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gatescope import sampling
 from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
-from gatescope.router import CLIENT_CLOSED, SERVER_ERROR, STATUS_TEXT, RouterLayer
+from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
 from gatescope.tracing import HTTP_STATUS, Span, current, http_status
 
@@ -195,7 +195,9 @@ class TelemetryASGIMiddleware(RouterLayer):
         """The route template the framework matched (Starlette/FastAPI), else resolver matching."""
         route = scope.get("route")
         if route is None:
-            return self._resolver.for_path(scope["path"])
+            named = scope.get(ROUTE_ENVIRON_KEY)  # left by a framework hook (Django)
+            return self._resolver.for_template(named) if isinstance(named, str) \
+                else self._resolver.for_path(scope["path"])
         mounted = scope.get("root_path", "")
         if mounted == root_path:  # not under a mount: the route object alone names the endpoint
             hit = self._by_route.get(id(route))
