@@ -162,7 +162,7 @@ class OffloadedExporter:
     """Stands in for an exporter that runs in a helper process; workers call it as usual."""
 
     def __init__(self, local: Any, config: Any, context: Any) -> None:
-        self.local = local  # built here only for its attributes; never started in this process
+        # `local` is built here only for its attributes; it is never started in this process.
         self.name: str = local.name
         self.signals: frozenset[str] = local.signals
         self.pushes_metrics: bool = getattr(local, "pushes_metrics", True)

@@ -105,9 +105,6 @@ class Tracer:
     def start_root(self, name: str, kind: int, parent: TraceContext | None) -> Span | TraceContext | None:
         """A server-side span: sampled -> Span; unsampled with a remote parent -> that context."""
         if parent is None and self.sampler is always:
-            ids = _randbytes(24).hex()  # new_ids(), inlined: this runs for every sampled request
-            if ids[:32] != _ZERO_TRACE and ids[32:] != _ZERO_SPAN:
-                return Span(name, ids[:32], None, kind, self.sink, ids[32:])
             trace_id, span_id = new_ids()
             return Span(name, trace_id, None, kind, self.sink, span_id)
         trace_id = parent.trace_id if parent is not None else new_trace_id()
