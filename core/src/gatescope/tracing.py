@@ -22,15 +22,14 @@ _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _time_ns = time.time_ns
 
 # HTTP status -> (canonical code, message), filled on first use of each status (a few dozen).
-HTTP_STATUS: dict[int, tuple[int, str]] = {}
+_HTTP_STATUS: dict[int, tuple[int, str]] = {}
 
 
-def http_status(status: int) -> tuple[int, str]:
-    """A span's (status code, message) for an HTTP status; `HTTP_STATUS.get` first is faster."""
+def _http_status(status: int) -> tuple[int, str]:
     code = status_from_http(status)
     resolved = (code, "" if code == OK else STATUS_NAMES.get(code, ""))
-    if len(HTTP_STATUS) < 1000:
-        HTTP_STATUS[status] = resolved
+    if len(_HTTP_STATUS) < 1000:
+        _HTTP_STATUS[status] = resolved
     return resolved
 
 
@@ -85,7 +84,7 @@ class Span(SpanRecord):
 
     def set_http_status(self, status: int) -> None:
         self.attributes["http.status_code"] = status
-        self.status_code, self.status_message = HTTP_STATUS.get(status) or http_status(status)
+        self.status_code, self.status_message = _HTTP_STATUS.get(status) or _http_status(status)
 
     def end(self) -> None:
         sink = self._sink

@@ -13,7 +13,7 @@ from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
-from gatescope.tracing import HTTP_STATUS, Span, current, http_status
+from gatescope.tracing import Span, current
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -182,13 +182,13 @@ class TelemetryASGIMiddleware(RouterLayer):
                 "http.path": path,
                 "http.url": f"{path}?{query.decode('latin-1')}" if query else path,
                 "http.host": host_text, "http.method": scope["method"],
-                "http.user_agent": agent.decode("latin-1"), "http.status_code": status,
+                "http.user_agent": agent.decode("latin-1"),
             }
             if span.attributes:  # the app set some of its own: ours are added, as before
                 span.attributes.update(known)
             else:
                 span.attributes = known
-            span.status_code, span.status_message = HTTP_STATUS.get(status) or http_status(status)
+            span.set_http_status(status)
             span.end()
 
     def _endpoint(self, scope: Scope, root_path: str) -> Endpoint:
