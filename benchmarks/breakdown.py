@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import threading
 import time
 from dataclasses import dataclass
 
 from inprocess import drive
+from pinning import children, pinned
 from variants import build
+
+HELPERS = "export helper processes"  # not a thread: their CPU is spent beside the server's
 
 
 def _thread_cpu() -> dict[str, float]:
@@ -28,6 +32,23 @@ def _thread_cpu() -> dict[str, float]:
     return cpu
 
 
+def _helper_cpu() -> float:
+    """CPU seconds of this process's export helper processes (`export_process`), receivers not."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    spent = 0.0
+    for pid in children(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"gatescope.offload" not in cmdline.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        spent += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return spent
+
+
 @dataclass
 class ThreadSplit:
     """µs of CPU per request on each thread that used any, plus wall µs per request."""
@@ -43,12 +64,15 @@ def thread_split(scenario: str, variant: str, requests: int) -> ThreadSplit:
     built = build(scenario, variant)
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(drive(built.app, min(requests, 500)))
-        time.sleep(0.3)  # let the export workers catch up with the warm-up
-        before = _thread_cpu()
-        wall = loop.run_until_complete(drive(built.app, requests))
-        time.sleep(0.5)  # and with the measured requests
-        after = _thread_cpu()
+        with pinned():
+            loop.run_until_complete(drive(built.app, min(requests, 500)))
+            time.sleep(0.3)  # let the export workers catch up with the warm-up
+            before = _thread_cpu()
+            before[HELPERS] = _helper_cpu()
+            wall = loop.run_until_complete(drive(built.app, requests))
+            time.sleep(0.5)  # and with the measured requests
+            after = _thread_cpu()
+            after[HELPERS] = _helper_cpu()
     finally:
         built.close()
         loop.close()
@@ -71,11 +95,12 @@ def top_functions(scenario: str, variant: str, requests: int, limit: int = 12,
     built = build(scenario, variant)
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(drive(built.app, min(requests, 500)))
-        profiler = cProfile.Profile()
-        profiler.enable()
-        loop.run_until_complete(drive(built.app, requests))
-        profiler.disable()
+        with pinned():
+            loop.run_until_complete(drive(built.app, min(requests, 500)))
+            profiler = cProfile.Profile()
+            profiler.enable()
+            loop.run_until_complete(drive(built.app, requests))
+            profiler.disable()
     finally:
         built.close()
         loop.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
+from pinning import pinned
 from variants import Variant, build
 
 _REQUEST = {"type": "http.request", "body": b"", "more_body": False}
@@ -79,13 +80,15 @@ def run(scenario: str, names: Sequence[str], iterations: int, rounds: int,
     variants: dict[str, Variant] = {name: build(scenario, name) for name in names}
     loop = asyncio.new_event_loop()
     try:
-        for variant in variants.values():
-            loop.run_until_complete(drive(variant.app, warmup))
-        times: dict[str, list[float]] = {name: [] for name in names}
-        for order in rotations(list(names), rounds):
-            for name in order:
-                gc.collect()
-                times[name].append(loop.run_until_complete(drive(variants[name].app, iterations)))
+        with pinned():
+            for variant in variants.values():
+                loop.run_until_complete(drive(variant.app, warmup))
+            times: dict[str, list[float]] = {name: [] for name in names}
+            for order in rotations(list(names), rounds):
+                for name in order:
+                    gc.collect()
+                    times[name].append(loop.run_until_complete(drive(variants[name].app,
+                                                                     iterations)))
     finally:
         for variant in variants.values():
             variant.close()

@@ -22,6 +22,7 @@ import breakdown  # noqa: E402
 import exportbench  # noqa: E402
 import inprocess  # noqa: E402
 import overhttp  # noqa: E402
+import pinning  # noqa: E402
 import statsbench  # noqa: E402
 from variants import VARIANTS  # noqa: E402
 
@@ -216,6 +217,7 @@ def report(results: dict[str, Any], command: str) -> str:
     out = ["# gatescope benchmarks", "",
            f"- date: {now}", f"- machine: {_machine()}", f"- command: `{command}`", f"- commit: {_commit()}",
            f"- duration: {results['seconds']:.0f} s", f"- sizes: {results['sizes']}",
+           f"- CPU placement: {pinning.describe() or 'not pinned (one CPU or no /proc)'}",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()), ""]
     out += ["## Targets (ratios within this run)", "", *_targets(results), ""]
     if "inprocess" in results:
@@ -245,7 +247,9 @@ def report(results: dict[str, Any], command: str) -> str:
     if "threads" in results:
         out += ["## Where the time goes", "",
                 "CPU per request on each thread (per-thread CPU clocks; export workers run on their own "
-                "thread but share the GIL, so their CPU is paid in the request's wall time):", "",
+                "thread but share the GIL, so their CPU is paid in the request's wall time), and in "
+                f"the `export_process` helpers ({breakdown.HELPERS}: beside the server, on its "
+                "own CPU here):", "",
                 "| scenario | variant | wall µs/request | CPU µs/request by thread |", "|---|---|---:|---|"]
         for row in results["threads"]:
             cpu = ", ".join(f"{name} {us:.1f}" for name, us in sorted(row["cpu_us"].items()))

@@ -239,9 +239,31 @@ def test_new_ids_are_lower_hex_nonzero_and_distinct(monkeypatch):
         assert trace_id == trace_id.lower() and int(trace_id, 16) and int(span_id, 16)
     # an all-zero draw (invalid in B3 and W3C) is replaced, not sent
     monkeypatch.setattr(tracing, "_randbytes", lambda n: bytes(n))
+    tracing._forget_pools()  # ids drawn before the patch are still pooled
     trace_id, span_id = tracing.new_ids()
     assert int(trace_id, 16) and int(span_id, 16)
     assert int(tracing.new_span_id(), 16)  # child spans' ids too
+    assert int(tracing.new_trace_id(), 16)
+
+
+def test_pooled_ids_run_out_and_are_drawn_again():
+    from gatescope import tracing
+
+    count = 3 * tracing.POOL_SIZE + 5
+    assert len({tracing.new_span_id() for _ in range(count)}) == count
+    assert len({tracing.new_trace_id() for _ in range(count)}) == count
+
+
+def test_a_forked_child_does_not_repeat_the_parents_pooled_ids(tmp_path):
+    from gatescope import tracing
+    from gatescope.testing import exit_code, fork_child
+
+    tracing.new_ids(), tracing.new_span_id()  # the pools are filled and the fork hook is set
+    out = tmp_path / "child"
+    pid = fork_child(lambda: out.write_text(" ".join((*tracing.new_ids(), tracing.new_span_id()))))
+    assert exit_code(pid) == 0
+    # without the fork hook the child would draw exactly what the parent draws next
+    assert out.read_text().split() != [*tracing.new_ids(), tracing.new_span_id()]
 
 
 @pytest.mark.parametrize("sizes", [(0, 0, 0), (0, 10, 0), (10, 0, 5000), (7,)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import os
@@ -18,7 +19,7 @@ from gatescope.config import load_config
 from gatescope.offload import OffloadedExporter, pack_spans, unpack_spans
 from gatescope.plugins import build_registry, load_plugins
 from gatescope.settings import ConfigError
-from gatescope.spans import KIND_CLIENT, SpanRecord
+from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
 from gatescope.testing import (
     PluginHarness,
     exit_code,
@@ -28,6 +29,7 @@ from gatescope.testing import (
     synthetic_request,
     wait_for,
 )
+from gatescope.tracing import Span, current, settle
 
 # Exporters the helper process must import by name, so they live in a real module on sys.path.
 MODULE = "gatescope_offload_probe"
@@ -160,6 +162,40 @@ def test_spans_are_exported_from_a_helper_process_unchanged(harness, tmp_path):
     assert (worker.exported, worker.failed, worker.errors) == (4, 0, 0)
     assert telemetry.shutdown(10) is True
     assert [e["pid"] for e in events(out, "shutdown")] == [started["pid"]]
+
+
+@pytest.mark.parametrize("export_process", [True, False], ids=["export-process", "in-process"])
+def test_router_spans_get_their_http_attributes_on_either_side(harness, tmp_path, export_process):
+    out = tmp_path / "probe.jsonl"
+    telemetry = harness.telemetry(krakend_config(
+        {"probe": {"out": str(out)}}, sample_rate=100, export_process=export_process))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        current.get().set_attribute("app.tag", "mine")  # the app's own attributes stay
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"down"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/users/7", "root_path": "",
+             "query_string": b"full=1", "headers": [(b"host", b"example.com"),
+                                                    (b"user-agent", b"probe/1.0")]}
+    asyncio.run(telemetry.asgi(app, endpoints=["/users/{id}"])(scope, receive, send))
+    assert telemetry.flush(10) is True
+    (span,) = events(out, "span")
+    assert (span["pid"] != os.getpid()) is export_process
+    assert span["name"] == "/users/{id}" and span["kind"] == KIND_SERVER
+    assert span["attributes"] == {
+        "app.tag": ["str", "mine"], "http.path": ["str", "/users/7"],
+        "http.url": ["str", "/users/7?full=1"], "http.host": ["str", "example.com"],
+        "http.method": ["str", "GET"], "http.user_agent": ["str", "probe/1.0"],
+        "http.status_code": ["int", 503]}
+    assert span["status"] == [14, "UNAVAILABLE"]
+    assert telemetry.shutdown(10) is True
 
 
 def test_metrics_pushes_and_baselines_reach_the_helper(harness, tmp_path):
@@ -295,6 +331,27 @@ def test_span_packing_keeps_every_field_and_plain_types_for_subclassed_values():
     assert {k: type(v) for k, v in back[1].attributes.items()} == \
            {"t": str, "c": str, "n": int, "b": bool}
     assert back[1].attributes["c"] == "red"
+
+
+def test_server_spans_get_the_same_attributes_in_the_helper_as_in_the_server():
+    def server_span(app_attributes: dict[str, Any]) -> Span:
+        span = Span("GET /users/{id}", "a" * 32, None, KIND_SERVER, lambda _: None, "b" * 16)
+        span.attributes.update(app_attributes)
+        span.http_facts = ("/users/7", b"q=\xe9", b"example.com", "GET", b"agent/1", 404)
+        return span
+
+    for app_attributes in ({}, {"team": "a", "http.status_code": 1}):
+        here, there = server_span(app_attributes), server_span(app_attributes)
+        settle([here])
+        (back,) = unpack_spans(pack_spans([there]))
+        assert there.http_facts is not None  # packing leaves the span as it was (retries)
+        assert list(back.attributes.items()) == list(here.attributes.items())
+        assert (back.status_code, back.status_message) == (here.status_code, here.status_message)
+    assert here.attributes == {
+        "team": "a", "http.status_code": 404, "http.path": "/users/7",
+        "http.url": "/users/7?q=\u00e9", "http.host": "example.com", "http.method": "GET",
+        "http.user_agent": "agent/1"}
+    assert (here.status_code, here.status_message, here.http_facts) == (5, "NOT_FOUND", None)
 
 
 def test_helper_processes_do_not_outlive_shutdown(harness, tmp_path):

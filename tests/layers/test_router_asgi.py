@@ -280,3 +280,42 @@ def test_record_only_router_records_what_the_general_one_does(make_telemetry: An
     streamed = rows(snap, "server/response_bytes")[key("GET", "200", "/stream")].sum
     assert streamed == (12 if "tag_path" in tags else 12 + 3)  # without paths /bytes/3 shares it
     assert spans_of(telemetry) == []
+
+
+def test_sampled_router_records_and_traces_what_the_general_one_does(make_telemetry: Any) -> None:
+    """sample_rate 100 without host/path tags takes its own class; counts and spans must not move."""
+    telemetry = make_telemetry(sample_rate=100, tag_method=True, tag_statuscode=True)
+    app = telemetry.asgi(starlette_app())
+    assert type(app).__name__ == "_SampledASGIMiddleware"
+
+    async def upload() -> Any:
+        for part in (b"12345", b"678"):
+            yield part
+
+    parent = "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-0"
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            assert (await client.post("/echo", content=upload())).text == "8"  # chunked
+            assert (await client.post("/echo?a=b", content=b"1234")).text == "4"
+            assert len((await client.get("/stream")).content) == 12
+            assert (await client.get("/boom")).status_code == 500
+            await client.get("/__health")  # not measured, whatever it answers
+            traced = await client.get("/bytes/3", headers={"b3": parent})
+            assert traced.status_code == 200  # a propagation header: the general path
+    asyncio.run(run())
+    snap = telemetry.metrics()
+    assert rows(snap, "server/request_count") == {("POST", "200"): 2, ("GET", "200"): 2,
+                                                  ("GET", "500"): 1}
+    assert rows(snap, "server/request_bytes")[("POST", "200")].sum == 12
+    spans = spans_of(telemetry)
+    assert [(s.name, s.attributes["http.url"], s.attributes["http.status_code"], s.status_code)
+            for s in spans] == [("/echo", "/echo", 200, OK), ("/echo", "/echo?a=b", 200, OK),
+                                ("/stream", "/stream", 200, OK), ("/boom", "/boom", 500, UNKNOWN),
+                                ("/bytes/{n}", "/bytes/3", 200, OK)]
+    assert all(s.kind == KIND_SERVER and s.attributes["http.host"] == "gw.test" for s in spans)
+    assert len({s.trace_id for s in spans}) == 5 and all(s.parent_span_id is None for s in spans[:4])
+    # a sampled-off parent does not stop sample_rate 100; the trace is continued
+    assert (spans[4].trace_id, spans[4].parent_span_id) == ("463ac35c9f6413ad48485a3953bb6124",
+                                                            "a2fb4a1d1a96d312")

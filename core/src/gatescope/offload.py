@@ -31,6 +31,7 @@ from gatescope.exporter import METRICS, TRACES, ExporterStartError
 from gatescope.metrics import MetricsSnapshot
 from gatescope.pipeline import ExportError
 from gatescope.spans import AttributeValue, SpanRecord
+from gatescope.tracing import Span, apply_http_facts
 
 log = logging.getLogger("gatescope.offload")
 
@@ -54,11 +55,13 @@ def offloadable(exporter: Any) -> bool:
 
 def pack_spans(spans: Sequence[SpanRecord]) -> bytes:
     rows = list(map(_FIELDS, spans))
+    # server spans may still carry raw HTTP facts: the helper makes their attributes
+    facts = [span.http_facts if type(span) is Span else None for span in spans]
     try:
-        return marshal.dumps(rows)
+        return marshal.dumps((rows, facts))
     except ValueError:  # an attribute subclass (an enum, a str subclass) marshal cannot carry
-        return marshal.dumps([(*row[:7], {k: _plain(v) for k, v in row[7].items()}, *row[8:])
-                              for row in rows])
+        return marshal.dumps(([(*row[:7], {k: _plain(v) for k, v in row[7].items()}, *row[8:])
+                               for row in rows], facts))
 
 
 def _plain(value: Any) -> AttributeValue:
@@ -70,7 +73,12 @@ def _plain(value: Any) -> AttributeValue:
 
 
 def unpack_spans(payload: bytes) -> list[SpanRecord]:
-    return [SpanRecord(*row) for row in marshal.loads(payload)]
+    rows, facts = marshal.loads(payload)
+    spans = [SpanRecord(*row) for row in rows]
+    for span, known in zip(spans, facts, strict=True):
+        if known is not None:
+            apply_http_facts(span, known)
+    return spans
 
 
 class HelperFailed(Exception):
@@ -160,6 +168,8 @@ class RemoteExporterError(Exception):
 
 class OffloadedExporter:
     """Stands in for an exporter that runs in a helper process; workers call it as usual."""
+
+    settles_http_facts = True  # unpack_spans makes server spans' attributes in the helper
 
     def __init__(self, local: Any, config: Any, context: Any) -> None:
         # `local` is built here only for its attributes; it is never started in this process.

@@ -13,6 +13,7 @@ from gatescope.exporter import METRICS, TRACES, RateLimitedLog
 from gatescope.metrics import COUNT, LAST_VALUE, MetricsSnapshot, View, ViewData
 from gatescope.multiproc import PushLeadership
 from gatescope.spans import SpanRecord
+from gatescope.tracing import settle
 
 log = logging.getLogger("gatescope.pipeline")
 
@@ -37,6 +38,8 @@ class ExporterWorker:
         self.exporter = exporter
         self.name = name
         self.traces = TRACES in exporter.signals
+        # an exporter in a helper process turns raw server-span facts into attributes there
+        self.settles_http_facts = bool(getattr(exporter, "settles_http_facts", False))
         self.pushes = METRICS in exporter.signals and getattr(exporter, "pushes_metrics", True)
         self.capacity = capacity
         self.timeout = timeout
@@ -238,6 +241,8 @@ class Pipeline:
             batch = [pop() for _ in range(min(len(queue), self.batch_size))]
             if not workers:
                 continue  # no trace exporter: spans are not kept
+            if not all(w.settles_http_facts for w in workers):
+                settle(batch)  # else each exporter's helper process does it
             for worker in workers:
                 worker.offer(batch)
 

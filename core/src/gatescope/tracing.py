@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from gatescope.propagation import TraceContext
 from gatescope.sampling import Sampler, always
@@ -18,7 +19,6 @@ current: contextvars.ContextVar[Span | TraceContext | None] = contextvars.Contex
 
 _getrandbits = random.getrandbits
 _randbytes = random.randbytes
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _time_ns = time.time_ns
 
 # HTTP status -> (canonical code, message), filled on first use of each status (a few dozen).
@@ -33,28 +33,69 @@ def _http_status(status: int) -> tuple[int, str]:
     return resolved
 
 
+# Ids are drawn POOL_SIZE at a time: one draw, one hex() and one split() for many requests cost
+# a fraction of a draw per request. A forked child forgets its parent's pools (it would repeat
+# their ids).
+POOL_SIZE = 256
+_trace_ids: Iterator[str] = iter(())
+_span_ids: Iterator[str] = iter(())
+_fork_hook = False
+
+
+def _forget_pools() -> None:
+    global _trace_ids, _span_ids
+    _trace_ids = _span_ids = iter(())
+
+
+def _draw(size: int) -> list[str]:
+    """POOL_SIZE random ids of `size` bytes in lower-case hex, none all zeros."""
+    global _fork_hook
+    if not _fork_hook:
+        _fork_hook = True
+        os.register_at_fork(after_in_child=_forget_pools)
+    ids = _randbytes(size * POOL_SIZE).hex(" ", size).split()
+    zero = "0" * (2 * size)
+    if zero in ids:  # all-zero ids are invalid in B3 and W3C
+        ids = [i for i in ids if i != zero] or [f"{_getrandbits(8 * size) or 1:0{2 * size}x}"]
+    return ids
+
+
+def _refill_trace_ids() -> str:
+    global _trace_ids
+    _trace_ids = iter(_draw(16))
+    return next(_trace_ids, None) or _refill_trace_ids()
+
+
+def _refill_span_ids() -> str:
+    global _span_ids
+    _span_ids = iter(_draw(8))
+    return next(_span_ids, None) or _refill_span_ids()
+
+
 def new_trace_id() -> str:
-    return f"{_getrandbits(128) or 1:032x}"
+    """A trace id: 32 hex digits, never all zeros."""
+    return next(_trace_ids, None) or _refill_trace_ids()
 
 
 def new_span_id() -> str:
-    span_id = _randbytes(8).hex()  # faster than formatting getrandbits(64)
-    return span_id if span_id != _ZERO_SPAN else f"{_getrandbits(64) or 1:016x}"
+    """A span id: 16 hex digits, never all zeros."""
+    return next(_span_ids, None) or _refill_span_ids()
 
 
 def new_ids() -> tuple[str, str]:
-    """A new trace id and span id from one random draw (neither may be all zeros)."""
-    ids = _randbytes(24).hex()
-    trace_id, span_id = ids[:32], ids[32:]
-    if trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN:
-        return trace_id, span_id
-    return new_trace_id(), new_span_id()
+    """A new trace id and span id for a root span."""
+    return next(_trace_ids, None) or _refill_trace_ids(), next(_span_ids, None) or _refill_span_ids()
+
+
+# What a server span learned about its request, as raw as the server gave it: path, query
+# string, host, method, user agent, status. The export side turns it into attributes (`settle`).
+HttpFacts = tuple[str, bytes, bytes, str, bytes, int]
 
 
 class Span(SpanRecord):
     """A sampled span in flight; `end()` hands it to the export sink exactly once."""
 
-    __slots__ = ("_sink",)
+    __slots__ = ("_sink", "http_facts")
 
     def __init__(self, name: str, trace_id: str, parent_span_id: str | None, kind: int,
                  sink: Callable[[SpanRecord], None], span_id: str | None = None) -> None:
@@ -70,6 +111,7 @@ class Span(SpanRecord):
         self.status_code = OK
         self.status_message = ""
         self._sink: Callable[[SpanRecord], None] | None = sink
+        self.http_facts: HttpFacts | None = None
 
     @property
     def context(self) -> TraceContext:
@@ -92,6 +134,32 @@ class Span(SpanRecord):
             self._sink = None
             self.end_ns = _time_ns()
             sink(self)
+
+
+def apply_http_facts(span: SpanRecord, facts: HttpFacts) -> None:
+    """A server span's attributes and status, made from what it learned about its request."""
+    path, query, host, method, agent, status = facts
+    known: dict[str, AttributeValue] = {
+        "http.path": path,
+        "http.url": f"{path}?{query.decode('latin-1')}" if query else path,
+        "http.host": host.decode("latin-1"), "http.method": method,
+        "http.user_agent": agent.decode("latin-1"), "http.status_code": status,
+    }
+    if span.attributes:  # the app set some of its own: ours are added, as before
+        span.attributes.update(known)
+    else:
+        span.attributes = known
+    span.status_code, span.status_message = _HTTP_STATUS.get(status) or _http_status(status)
+
+
+def settle(spans: Iterable[SpanRecord]) -> None:
+    """Turns server spans' raw HTTP facts into attributes and status, off the request path."""
+    for span in spans:
+        if type(span) is Span:
+            facts = span.http_facts
+            if facts is not None:
+                span.http_facts = None
+                apply_http_facts(span, facts)
 
 
 class Tracer:

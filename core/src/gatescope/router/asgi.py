@@ -13,7 +13,7 @@ from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
-from gatescope.tracing import Span, current
+from gatescope.tracing import Span, current, new_ids
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -95,12 +95,16 @@ class TelemetryASGIMiddleware(RouterLayer):
         if cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.never \
                 and not kit.tags.host and not kit.tags.path and kit.router is not None:
             cls = _RecordOnlyASGIMiddleware  # sample_rate 0 with default tags: most gateways
+        elif cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.always \
+                and not kit.tags.host and not kit.tags.path and kit.router is not None:
+            cls = _SampledASGIMiddleware  # sample_rate 100 with default tags
         return super().__new__(cls)
 
     def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
         super().__init__(app, kit, endpoints, unknown_route)
         self._by_route: dict[int, tuple[Any, Endpoint]] = {}
+        self._sink = kit.tracer.sink
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         check = self._check
@@ -171,24 +175,13 @@ class TelemetryASGIMiddleware(RouterLayer):
         path_tag = ""
         if endpoint is not None and self._tag_path:
             path_tag = endpoint.fixed if endpoint.fixed is not None else endpoint.path_tag(scope["path"])
-        host_text = host.decode("latin-1") if self._tag_host or sampled else ""
-        self._record(host_text if self._tag_host else "", path_tag, scope["method"],
+        self._record(host.decode("latin-1") if self._tag_host else "", path_tag, scope["method"],
                      STATUS_TEXT.get(status) or str(status), request_bytes, exchange[SENT], elapsed_ns / 1e6)
         if sampled and endpoint is not None:
-            path = scope["path"]
-            query = scope.get("query_string")
             span.name = endpoint.name
-            known = {
-                "http.path": path,
-                "http.url": f"{path}?{query.decode('latin-1')}" if query else path,
-                "http.host": host_text, "http.method": scope["method"],
-                "http.user_agent": agent.decode("latin-1"),
-            }
-            if span.attributes:  # the app set some of its own: ours are added, as before
-                span.attributes.update(known)
-            else:
-                span.attributes = known
-            span.set_http_status(status)
+            # attributes and status are made from these on the export side (tracing.settle)
+            span.http_facts = (scope["path"], scope.get("query_string", b""), host,
+                               scope["method"], agent, status)
             span.end()
 
     def _endpoint(self, scope: Scope, root_path: str) -> Endpoint:
@@ -254,3 +247,49 @@ class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
                              request_bytes, exchange[SENT], elapsed_ns / 1e6)
             else:
                 self._finish(scope, "", exchange, failed, None, b"", b"", request_bytes, elapsed_ns)
+
+
+class _SampledASGIMiddleware(TelemetryASGIMiddleware):
+    """The router layer when every request is sampled (sample_rate 100, no host or path tag);
+    a request carrying trace context takes the general path, which continues that trace."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        check = self._check
+        if scope["type"] != "http" or (check is not None and not check(scope["path"])):
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter_ns()
+        host = agent = b""
+        request_bytes = 0
+        counting: _CountingReceive | None = None
+        for name, value in scope["headers"]:
+            if name in _WANTED:
+                if name == _HOST:
+                    host = value
+                elif name == _LENGTH:
+                    request_bytes = int(value) if value.isdigit() else 0
+                elif name == _AGENT:
+                    agent = value
+                elif name == _ENCODING:
+                    counting = _CountingReceive(receive)
+                else:
+                    await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
+                    return
+        trace_id, span_id = new_ids()
+        span = Span(UNKNOWN_ROUTE, trace_id, None, KIND_SERVER, self._sink, span_id)
+        token = current.set(span)
+        root_path = scope.get("root_path", "")
+        exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
+        failed = 0
+        try:
+            await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
+        except BaseException as exc:
+            failed = _failure(exchange, exc)
+            raise
+        finally:
+            elapsed_ns = perf_counter_ns() - start
+            current.reset(token)
+            if counting is not None:
+                request_bytes = counting.received
+            self._finish(scope, root_path, exchange, failed, span, host, agent,
+                         request_bytes, elapsed_ns)
