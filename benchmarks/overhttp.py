@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inprocess import rotations
+from pinning import place_server, to_the_others
 
 HERE = Path(__file__).resolve().parent
 _RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
@@ -52,6 +53,7 @@ class Server:
             self.close()
             raise RuntimeError(f"{variant} ({scenario}) did not start: {line!r}")
         self.url = f"http://127.0.0.1:{line}/users/7"
+        place_server(self.process.pid)  # its sink and helper processes are up by now
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -78,7 +80,7 @@ def load(url: str, seconds: float, connections: int) -> float:
     """wrk's requests/s for one bounded run; fails on any non-2xx answer or socket error."""
     result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, timeout=seconds + 30, check=True)
+        capture_output=True, text=True, timeout=seconds + 30, check=True, preexec_fn=to_the_others)
     match = _RATE.search(result.stdout)
     if match is None:
         raise RuntimeError(f"wrk printed no rate: {result.stdout!r}")

@@ -1,4 +1,4 @@
-"""CPU placement for in-process runs: the measured process on one CPU, its children on the rest.
+"""CPU placement for the runs: the measured process on one CPU, everything else on the rest.
 
 Unpinned, the scheduler sometimes runs a receiver or an export helper on the measured process's
 CPU: two builds of the same variant then differ by ~2 µs per request, run after run, and a helper
@@ -42,29 +42,53 @@ def _place(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
-def describe() -> str | None:
-    """How `pinned` places processes here, or None where it cannot (one CPU, no /proc)."""
+def _split() -> tuple[set[int], set[int]] | None:
+    """(the measured process's CPU, everyone else's), or None with one CPU or no /proc."""
     available = sorted(os.sched_getaffinity(0))
     if len(available) < 2 or not os.path.isdir("/proc/self/task"):
         return None
-    rest = ",".join(map(str, available[1:]))
-    return (f"in process, the measured process on CPU {available[0]} and its receivers and "
-            f"export helpers on CPU {rest}")
+    return {available[0]}, set(available[1:])
+
+
+def describe() -> str | None:
+    """How the benchmarks place processes here, or None where they cannot."""
+    split = _split()
+    if split is None:
+        return None
+    own, rest = (",".join(map(str, sorted(cpus))) for cpus in split)
+    return (f"the measured process (in process: the benchmark; over HTTP: the server) on CPU "
+            f"{own}; its receivers, export helpers and wrk on CPU {rest}")
+
+
+def place_server(pid: int) -> None:
+    """Over HTTP: the server's threads on the measured CPU, its child processes on the others."""
+    split = _split()
+    if split is not None:
+        for child in children(pid):
+            _place(child, split[1])
+        _place(pid, split[0])
+
+
+def to_the_others() -> None:
+    """A `preexec_fn` for the load generator: off the measured CPU."""
+    split = _split()
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
 
 
 @contextlib.contextmanager
 def pinned() -> Iterator[None]:
     """Pin this process's threads to its first CPU and its child processes to the others (a
     no-op where `describe()` is None); this process's threads get every CPU back afterwards."""
-    if describe() is None:
+    split = _split()
+    if split is None:
         yield
         return
     me = os.getpid()
-    available = sorted(os.sched_getaffinity(0))
     for child in children(me):
-        _place(child, set(available[1:]))
-    _place(me, {available[0]})
+        _place(child, split[1])
+    _place(me, split[0])
     try:
         yield
     finally:
-        _place(me, set(available))
+        _place(me, split[0] | split[1])
