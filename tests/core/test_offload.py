@@ -347,6 +347,10 @@ def test_server_spans_get_the_same_attributes_in_the_helper_as_in_the_server():
         assert there.http_facts is not None  # packing leaves the span as it was (retries)
         assert list(back.attributes.items()) == list(here.attributes.items())
         assert (back.status_code, back.status_message) == (here.status_code, here.status_message)
+    broken = server_span({})
+    broken.http_facts = ("/users/7",)  # type: ignore[assignment]  # not the six facts
+    (kept,) = unpack_spans(pack_spans([broken]))
+    assert kept.name == "GET /users/{id}" and kept.attributes == {}
     assert here.attributes == {
         "team": "a", "http.status_code": 404, "http.path": "/users/7",
         "http.url": "/users/7?q=\u00e9", "http.host": "example.com", "http.method": "GET",

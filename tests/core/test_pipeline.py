@@ -148,3 +148,20 @@ def test_metrics_are_pushed_every_reporting_period(gatescope_plugins):
     assert len(capture.snapshots) >= 2
     count = capture.snapshots[-1].view("opencensus.io/http/server/request_count")
     assert count.rows[()] == 1
+
+
+def test_a_server_span_whose_facts_cannot_be_read_does_not_stop_the_dispatcher(
+        gatescope_plugins, caplog):
+    telemetry = gatescope_plugins.telemetry(krakend_config({"capture": {}}, sample_rate=100))
+    capture = exporter_of(telemetry, "capture")
+    bad = telemetry.tracer.start_root("/bad", KIND_SERVER, None)
+    bad.http_facts = ("/bad",)  # type: ignore[assignment]  # not the six facts
+    bad.end()
+    good = telemetry.tracer.start_root("/good", KIND_SERVER, None)  # in the same batch
+    good.http_facts = ("/good", "q=1", b"h", "GET", b"ua", 200)  # a str query: taken as it is
+    good.end()
+    assert telemetry.flush(5)
+    spans = {s.name: s for s in capture.wait_for_spans(2)}
+    assert spans["/bad"].attributes == {} and "could not make the attributes of 1 server spans" in caplog.text
+    assert spans["/good"].attributes["http.url"] == "/good?q=1"
+    assert spans["/good"].attributes["http.status_code"] == 200

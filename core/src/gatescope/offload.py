@@ -77,7 +77,11 @@ def unpack_spans(payload: bytes) -> list[SpanRecord]:
     spans = [SpanRecord(*row) for row in rows]
     for span, known in zip(spans, facts, strict=True):
         if known is not None:
-            apply_http_facts(span, known)
+            try:
+                apply_http_facts(span, known)
+            except Exception as exc:  # the span is still exported, as the dispatcher does
+                log.warning("gatescope: could not make the attributes of server span %r: %r",
+                            span.name, exc)
     return spans
 
 

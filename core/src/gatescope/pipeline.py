@@ -242,7 +242,11 @@ class Pipeline:
             if not workers:
                 continue  # no trace exporter: spans are not kept
             if not all(w.settles_http_facts for w in workers):
-                settle(batch)  # else each exporter's helper process does it
+                problems = settle(batch)  # else each exporter's helper process does it
+                if problems:
+                    self._warn.warning("settle", "gatescope: could not make the attributes of %d "
+                                       "server spans (first: %r); they are exported without them",
+                                       len(problems), problems[0])
             for worker in workers:
                 worker.offer(batch)
 

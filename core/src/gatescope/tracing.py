@@ -136,14 +136,19 @@ class Span(SpanRecord):
             sink(self)
 
 
+def _text(value: bytes | str) -> str:
+    """ASGI gives bytes; a server that gives str is taken as it is."""
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
 def apply_http_facts(span: SpanRecord, facts: HttpFacts) -> None:
     """A server span's attributes and status, made from what it learned about its request."""
     path, query, host, method, agent, status = facts
     known: dict[str, AttributeValue] = {
         "http.path": path,
-        "http.url": f"{path}?{query.decode('latin-1')}" if query else path,
-        "http.host": host.decode("latin-1"), "http.method": method,
-        "http.user_agent": agent.decode("latin-1"), "http.status_code": status,
+        "http.url": f"{path}?{_text(query)}" if query else path,
+        "http.host": _text(host), "http.method": method,
+        "http.user_agent": _text(agent), "http.status_code": status,
     }
     if span.attributes:  # the app set some of its own: ours are added, as before
         span.attributes.update(known)
@@ -152,14 +157,20 @@ def apply_http_facts(span: SpanRecord, facts: HttpFacts) -> None:
     span.status_code, span.status_message = _HTTP_STATUS.get(status) or _http_status(status)
 
 
-def settle(spans: Iterable[SpanRecord]) -> None:
-    """Turns server spans' raw HTTP facts into attributes and status, off the request path."""
+def settle(spans: Iterable[SpanRecord]) -> list[Exception]:
+    """Turns server spans' raw HTTP facts into attributes and status, off the request path; a
+    span whose facts cannot be read keeps what it has, and what went wrong is returned."""
+    problems = []
     for span in spans:
         if type(span) is Span:
             facts = span.http_facts
             if facts is not None:
                 span.http_facts = None
-                apply_http_facts(span, facts)
+                try:
+                    apply_http_facts(span, facts)
+                except Exception as exc:  # reported by the caller
+                    problems.append(exc)
+    return problems
 
 
 class Tracer:
