@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from inprocess import drive
-from pinning import children, pinned
+from pinning import children, pinned, stat_fields
 from variants import build
 
 HELPERS = "export helper processes"  # not a thread: their CPU is spent beside the server's
@@ -41,11 +41,11 @@ def _helper_cpu() -> float:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 if b"gatescope.offload" not in cmdline.read():
                     continue
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # ended meanwhile
-        spent += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        fields = stat_fields(pid)
+        if fields is not None:
+            spent += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
     return spent
 
 

@@ -21,17 +21,23 @@ def _threads(pid: int) -> list[int]:
         return []
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (field 3 onwards: state, ppid, ...), or None when
+    the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def children(pid: int) -> list[int]:
     """The pids whose parent is `pid` (read from /proc)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
+            fields = stat_fields(int(entry))
+            if fields is not None and int(fields[1]) == pid:
                 found.append(int(entry))
     return found
 

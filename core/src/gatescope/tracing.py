@@ -84,7 +84,7 @@ def new_span_id() -> str:
 
 def new_ids() -> tuple[str, str]:
     """A new trace id and span id for a root span."""
-    return next(_trace_ids, None) or _refill_trace_ids(), next(_span_ids, None) or _refill_span_ids()
+    return new_trace_id(), new_span_id()
 
 
 # What a server span learned about its request, as raw as the server gave it: path, query

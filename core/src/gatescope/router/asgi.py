@@ -13,7 +13,7 @@ from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
-from gatescope.tracing import Span, current, new_ids
+from gatescope.tracing import Span, current
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -92,19 +92,18 @@ class TelemetryASGIMiddleware(RouterLayer):
     app: ASGIApp
 
     def __new__(cls, app: ASGIApp, kit: Kit, **options: Any) -> TelemetryASGIMiddleware:
-        if cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.never \
-                and not kit.tags.host and not kit.tags.path and kit.router is not None:
-            cls = _RecordOnlyASGIMiddleware  # sample_rate 0 with default tags: most gateways
-        elif cls is TelemetryASGIMiddleware and kit.tracer.sampler is sampling.always \
-                and not kit.tags.host and not kit.tags.path and kit.router is not None:
-            cls = _SampledASGIMiddleware  # sample_rate 100 with default tags
+        if cls is TelemetryASGIMiddleware and not kit.tags.host and not kit.tags.path \
+                and kit.router is not None:  # default tags
+            if kit.tracer.sampler is sampling.never:
+                cls = _RecordOnlyASGIMiddleware  # sample_rate 0: most gateways
+            elif kit.tracer.sampler is sampling.always:
+                cls = _SampledASGIMiddleware  # sample_rate 100
         return super().__new__(cls)
 
     def __init__(self, app: ASGIApp, kit: Kit, *, endpoints: EndpointsOption = None,
                  unknown_route: str = UNKNOWN_ROUTE) -> None:
         super().__init__(app, kit, endpoints, unknown_route)
         self._by_route: dict[int, tuple[Any, Endpoint]] = {}
-        self._sink = kit.tracer.sink
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         check = self._check
@@ -275,8 +274,7 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
                 else:
                     await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
                     return
-        trace_id, span_id = new_ids()
-        span = Span(UNKNOWN_ROUTE, trace_id, None, KIND_SERVER, self._sink, span_id)
+        span = self._tracer.start_root(UNKNOWN_ROUTE, KIND_SERVER, None)
         token = current.set(span)
         root_path = scope.get("root_path", "")
         exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
