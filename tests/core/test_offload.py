@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,13 @@ from typing import Any
 import pytest
 from gatescope import ExporterStartError
 from gatescope.config import load_config
-from gatescope.offload import OffloadedExporter, pack_spans, unpack_spans
+from gatescope.offload import (
+    YIELD_EVERY,
+    OffloadedExporter,
+    pack_spans,
+    sharing_cpu,
+    unpack_spans,
+)
 from gatescope.plugins import build_registry, load_plugins
 from gatescope.settings import ConfigError
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, SpanRecord
@@ -34,7 +41,7 @@ from gatescope.tracing import Span, current, settle
 # Exporters the helper process must import by name, so they live in a real module on sys.path.
 MODULE = "gatescope_offload_probe"
 SOURCE = '''
-import json, os, time
+import json, os, signal, time
 from typing import ClassVar
 
 import attrs
@@ -84,6 +91,7 @@ class ProbeExporter(BaseExporter):
             os._exit(3)
         if mode == "hang-once" and self._first_time():
             time.sleep(60)
+        self._write(event="batch", yield_every=signal.getitimer(signal.ITIMER_REAL)[1])
         for s in spans:
             self._write(event="span", name=s.name, trace_id=s.trace_id, span_id=s.span_id,
                         parent=s.parent_span_id, kind=s.kind, start=s.start_ns, end=s.end_ns,
@@ -91,7 +99,8 @@ class ProbeExporter(BaseExporter):
                         status=[s.status_code, s.status_message])
 
     def export_metrics(self, snapshot):
-        self._write(event="metrics", views=sorted(v.view.name for v in snapshot.views))
+        self._write(event="metrics", views=sorted(v.view.name for v in snapshot.views),
+                    yield_every=signal.getitimer(signal.ITIMER_REAL)[1])
 
     def adopt_metrics_baseline(self, previous):
         self._write(event="baseline")
@@ -162,6 +171,35 @@ def test_spans_are_exported_from_a_helper_process_unchanged(harness, tmp_path):
     assert (worker.exported, worker.failed, worker.errors) == (4, 0, 0)
     assert telemetry.shutdown(10) is True
     assert [e["pid"] for e in events(out, "shutdown")] == [started["pid"]]
+
+
+def test_the_helper_shares_its_cpu_while_it_exports_spans(harness, tmp_path):
+    out = tmp_path / "probe.jsonl"
+    telemetry = harness.telemetry(probe_config(out))
+    synthetic_request(telemetry)
+    assert telemetry.flush(10) is True
+    try:
+        (batch,) = events(out, "batch")
+        assert batch["yield_every"] == pytest.approx(YIELD_EVERY)  # armed for the batch
+        assert [e["yield_every"] for e in events(out, "metrics")] == [0.0]  # and only then
+    finally:
+        telemetry.shutdown(10)
+
+
+def test_sharing_cpu_yields_during_the_block_and_restores_the_alarm_after(monkeypatch):
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(1))
+    before = signal.getsignal(signal.SIGALRM)
+    with sharing_cpu(0.001):
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            pass
+    during = len(yields)
+    time.sleep(0.01)
+    assert during >= 10  # ~50 expected; a loaded CI machine delivers fewer, never none
+    assert len(yields) == during  # nothing after the block
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is before
 
 
 @pytest.mark.parametrize("export_process", [True, False], ids=["export-process", "in-process"])

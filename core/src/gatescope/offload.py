@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gatescope.exporter import METRICS, TRACES, ExporterStartError
@@ -41,6 +41,9 @@ OK, ERROR = b"K", b"E"
 ENTRY = "import sys; from gatescope.offload import main; sys.exit(main(sys.argv[1:]))"
 START_TIMEOUT = 30.0  # seconds a helper may take to import its exporter and start it
 REPLY_GRACE = 5.0  # seconds a helper may take beyond two export timeouts before it is replaced
+# While a helper works on a batch it gives its CPU away this often: a task sharing the CPU (a
+# server worker, a load generator) then waits for it at most this long, not a scheduler slice.
+YIELD_EVERY = 0.00025
 # SpanRecord's constructor order: the helper rebuilds each span with SpanRecord(*fields).
 _FIELDS = operator.attrgetter("name", "trace_id", "span_id", "parent_span_id", "kind", "start_ns",
                               "end_ns", "attributes", "status_code", "status_message")
@@ -370,6 +373,23 @@ class Served:
             exporter.shutdown(timeout)
 
 
+def _yield_cpu(signum: int, frame: Any) -> None:
+    os.sched_yield()
+
+
+@contextlib.contextmanager
+def sharing_cpu(every: float = YIELD_EVERY) -> Iterator[None]:
+    """Yields the CPU every `every` seconds while the block runs (main thread only): a batch
+    of spans takes the helper ~15 ms, which the scheduler would otherwise run in one go."""
+    previous = signal.signal(signal.SIGALRM, _yield_cpu)
+    signal.setitimer(signal.ITIMER_REAL, every, every)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def serve(read_fd: int, write_fd: int) -> int:
     """Answer the serving process's requests until it says stop or its pipe closes."""
     served = Served()
@@ -378,8 +398,10 @@ def serve(read_fd: int, write_fd: int) -> int:
         if frame is None:  # the serving process is gone: deliver what the exporter holds
             served.stop(5.0)
             return 0
+        with sharing_cpu() if frame[0] == SPANS else contextlib.nullcontext():
+            answer = served.answer(*frame)
         try:
-            _write_all(write_fd, served.answer(*frame))
+            _write_all(write_fd, answer)
         except BrokenPipeError:
             served.stop(5.0)
             return 0
