@@ -43,7 +43,7 @@ START_TIMEOUT = 30.0  # seconds a helper may take to import its exporter and sta
 REPLY_GRACE = 5.0  # seconds a helper may take beyond two export timeouts before it is replaced
 # While a helper works on a batch it gives its CPU away this often: a task sharing the CPU (a
 # server worker, a load generator) then waits for it at most this long, not a scheduler slice.
-YIELD_EVERY = 0.00025
+YIELD_EVERY = 0.0005
 # SpanRecord's constructor order: the helper rebuilds each span with SpanRecord(*fields).
 _FIELDS = operator.attrgetter("name", "trace_id", "span_id", "parent_span_id", "kind", "start_ns",
                               "end_ns", "attributes", "status_code", "status_message")
