@@ -337,6 +337,23 @@ def _read_frame(fd: int) -> tuple[bytes, bytes] | None:
     return None if body is None else (kind, body)
 
 
+def _yield_cpu(signum: int, frame: Any) -> None:
+    os.sched_yield()
+
+
+@contextlib.contextmanager
+def sharing_cpu(every: float = YIELD_EVERY) -> Iterator[None]:
+    """Yields the CPU every `every` seconds while the block runs (main thread only): a batch
+    of spans takes the helper ~15 ms, which the scheduler would otherwise run in one go."""
+    previous = signal.signal(signal.SIGALRM, _yield_cpu)
+    signal.setitimer(signal.ITIMER_REAL, every, every)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Served:
     """The exporter this helper runs, driven one request at a time."""
 
@@ -348,7 +365,8 @@ class Served:
             self.exporter = _build(body)
             self.exporter.start()
         elif kind == SPANS:
-            self.exporter.export_spans(unpack_spans(body))
+            with sharing_cpu():
+                self.exporter.export_spans(unpack_spans(body))
         elif kind == METRICS_PUSH:
             self.exporter.export_metrics(pickle.loads(body))
         elif kind == BASELINE:
@@ -373,23 +391,6 @@ class Served:
             exporter.shutdown(timeout)
 
 
-def _yield_cpu(signum: int, frame: Any) -> None:
-    os.sched_yield()
-
-
-@contextlib.contextmanager
-def sharing_cpu(every: float = YIELD_EVERY) -> Iterator[None]:
-    """Yields the CPU every `every` seconds while the block runs (main thread only): a batch
-    of spans takes the helper ~15 ms, which the scheduler would otherwise run in one go."""
-    previous = signal.signal(signal.SIGALRM, _yield_cpu)
-    signal.setitimer(signal.ITIMER_REAL, every, every)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def serve(read_fd: int, write_fd: int) -> int:
     """Answer the serving process's requests until it says stop or its pipe closes."""
     served = Served()
@@ -398,10 +399,8 @@ def serve(read_fd: int, write_fd: int) -> int:
         if frame is None:  # the serving process is gone: deliver what the exporter holds
             served.stop(5.0)
             return 0
-        with sharing_cpu() if frame[0] == SPANS else contextlib.nullcontext():
-            answer = served.answer(*frame)
         try:
-            _write_all(write_fd, answer)
+            _write_all(write_fd, served.answer(*frame))
         except BrokenPipeError:
             served.stop(5.0)
             return 0
