@@ -319,3 +319,26 @@ def test_sampled_router_records_and_traces_what_the_general_one_does(make_teleme
     # a sampled-off parent does not stop sample_rate 100; the trace is continued
     assert (spans[4].trace_id, spans[4].parent_span_id) == ("463ac35c9f6413ad48485a3953bb6124",
                                                             "a2fb4a1d1a96d312")
+
+
+def test_sampled_router_names_repeated_requests_as_the_first(make_telemetry: Any) -> None:
+    """From the second request on a route the sampled class names the span from its route cache;
+    a mount, a failure or a shared route object must still take the general naming."""
+    telemetry = make_telemetry(sample_rate=100, tag_method=True, tag_statuscode=True)
+    shared = Route("/bytes/{n:int}", sized)
+    app = telemetry.asgi(Starlette(routes=[
+        Route("/boom", boom), shared, Mount("/api", routes=[shared]),
+    ]))
+    assert type(app).__name__ == "_SampledASGIMiddleware"
+    call(app, *[("GET", url) for url in (
+        "/bytes/3", "/bytes/4?x=1", "/api/bytes/5", "/api/bytes/6", "/bytes/7", "/boom", "/boom",
+    )])
+    spans = spans_of(telemetry)
+    assert [(s.name, s.attributes["http.url"], s.attributes["http.status_code"]) for s in spans] == [
+        ("/bytes/{n}", "/bytes/3", 200), ("/bytes/{n}", "/bytes/4?x=1", 200),
+        ("/api/bytes/{n}", "/api/bytes/5", 200), ("/api/bytes/{n}", "/api/bytes/6", 200),
+        ("/bytes/{n}", "/bytes/7", 200), ("/boom", "/boom", 500), ("/boom", "/boom", 500),
+    ]
+    assert [s.status_code for s in spans] == [OK] * 5 + [UNKNOWN] * 2
+    assert all(s.attributes["http.method"] == "GET" and s.end_ns >= s.start_ns for s in spans)
+    assert rows(telemetry.metrics(), "server/request_count") == {("GET", "200"): 5, ("GET", "500"): 2}

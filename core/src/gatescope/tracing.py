@@ -39,12 +39,14 @@ def _http_status(status: int) -> tuple[int, str]:
 POOL_SIZE = 256
 _trace_ids: Iterator[str] = iter(())
 _span_ids: Iterator[str] = iter(())
+_root_ids: Iterator[tuple[str, str]] = iter(())  # a root span's pair: one next() per request
 _fork_hook = False
 
 
 def _forget_pools() -> None:
-    global _trace_ids, _span_ids
+    global _trace_ids, _span_ids, _root_ids
     _trace_ids = _span_ids = iter(())
+    _root_ids = iter(())
 
 
 def _draw(size: int) -> list[str]:
@@ -82,9 +84,15 @@ def new_span_id() -> str:
     return next(_span_ids, None) or _refill_span_ids()
 
 
+def _refill_root_ids() -> tuple[str, str]:
+    global _root_ids
+    _root_ids = zip(_draw(16), _draw(8))
+    return next(_root_ids, None) or _refill_root_ids()
+
+
 def new_ids() -> tuple[str, str]:
     """A new trace id and span id for a root span."""
-    return new_trace_id(), new_span_id()
+    return next(_root_ids, None) or _refill_root_ids()
 
 
 # What a server span learned about its request, as raw as the server gave it: path, query

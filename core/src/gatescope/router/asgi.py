@@ -13,7 +13,7 @@ from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
 from gatescope.spans import KIND_SERVER
-from gatescope.tracing import Span, current
+from gatescope.tracing import Span, current, new_ids
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -274,7 +274,8 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
                 else:
                     await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
                     return
-        span = self._tracer.start_root(UNKNOWN_ROUTE, KIND_SERVER, None)
+        trace_id, span_id = new_ids()
+        span = Span(UNKNOWN_ROUTE, trace_id, None, KIND_SERVER, self._tracer.sink, span_id)
         token = current.set(span)
         root_path = scope.get("root_path", "")
         exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
@@ -289,5 +290,20 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
             current.reset(token)
             if counting is not None:
                 request_bytes = counting.received
-            self._finish(scope, root_path, exchange, failed, span, host, agent,
-                         request_bytes, elapsed_ns)
+            route = scope.get("route")
+            hit = self._by_route.get(id(route))
+            if hit is not None and hit[0] is route and not failed and exchange[COMPLETE] \
+                    and not exchange[GONE] and scope.get("root_path", "") == root_path:
+                # The common case: a completed response on a route already named.
+                status = exchange[STATUS]
+                method = scope["method"]
+                self._record("", "", method, STATUS_TEXT.get(status) or str(status),
+                             request_bytes, exchange[SENT], elapsed_ns / 1e6)
+                span.name = hit[1].name
+                # attributes and status are made from these on the export side (tracing.settle)
+                span.http_facts = (scope["path"], scope.get("query_string", b""), host, method,
+                                   agent, status)
+                span.end()
+            else:
+                self._finish(scope, root_path, exchange, failed, span, host, agent,
+                             request_bytes, elapsed_ns)
