@@ -86,7 +86,7 @@ def new_span_id() -> str:
 
 def _refill_root_ids() -> tuple[str, str]:
     global _root_ids
-    _root_ids = zip(_draw(16), _draw(8))
+    _root_ids = zip(_draw(16), _draw(8), strict=False)  # a draw without its zero ids is shorter
     return next(_root_ids, None) or _refill_root_ids()
 
 
