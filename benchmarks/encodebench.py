@@ -61,7 +61,7 @@ def main() -> None:
         ("jaeger collector (binary Batch)",
          lambda: BinaryEncoder.batch("bench", [binary.span(s) for s in spans], 1)),
         ("jaeger agent (compact emitBatch packets)",
-         lambda: list(agent.packets([compact.span(s) for s in spans]))),
+         lambda: list(agent.packets(compact.spans(spans)))),
         ("zipkin (JSON v2 ListOfSpans)", zipkin),
     ):
         print(f"{label}: {best_rate(run, SPANS):,.0f} spans/s")

@@ -90,11 +90,9 @@ class JaegerExporter(BaseExporter):
         self.spans_sent += len(spans)
 
     def _emit(self, spans: Sequence[SpanRecord], agent: AgentSender) -> None:
-        encode = self._compact.span
         limit = agent.max_span_bytes
         encoded: list[bytes] = []
-        for span in spans:
-            data = encode(span)
+        for span, data in zip(spans, self._compact.spans(spans), strict=True):
             if len(data) > limit:
                 trimmed = trim_span(self._compact, span, limit)
                 if trimmed is None:

@@ -8,8 +8,13 @@ is encoded once, independently of its neighbours, so batches can be cut anywhere
 from __future__ import annotations
 
 import struct
+from array import array
+from collections.abc import Sequence
+from operator import attrgetter
 
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, OK, SpanRecord
+
+from gatescope_jaeger.varints import zigzag_varints
 
 # jaeger.thrift TagType
 STRING, DOUBLE, BOOL, LONG = 0, 1, 2, 3
@@ -17,6 +22,8 @@ MIN_I64, MAX_I64 = -(2**63), 2**63 - 1
 TAG_CACHE_LIMIT = 4096  # distinct (key, value) tags remembered per encoder
 ID_CACHE_LIMIT = 8192  # trace and span ids remembered per compact encoder
 CACHEABLE_VALUE_LENGTH = 64  # longer string values are encoded every time
+TAG_COUNT_AT = 14  # index of the tag list header among a compact span's parts
+ZERO_ID = "0" * 16
 
 _KIND_NAMES = {KIND_SERVER: "server", KIND_CLIENT: "client"}
 _pack_binary_ids = struct.Struct(">bhqbhqbhqbhq").pack
@@ -110,6 +117,30 @@ def typed_tag(value: AttributeValue) -> tuple[int, AttributeValue]:
     return STRING, value if isinstance(value, str) else str(value)
 
 
+_trace_ids = attrgetter("trace_id")
+_span_ids = attrgetter("span_id")
+
+
+def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
+    """The varints of a batch's ids: each trace id's high and low half, then the span ids, then
+    the parent ids (zero for none). None unless every id is canonical hex (32 and 16 digits)."""
+    traces = list(map(_trace_ids, batch))
+    spans = list(map(_span_ids, batch))
+    parents = [span.parent_span_id or ZERO_ID for span in batch]
+    if set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
+            or set(map(len, parents)) != {16}:
+        return None
+    try:
+        raw = bytes.fromhex("".join(traces) + "".join(spans) + "".join(parents))
+    except ValueError:
+        return None
+    if len(raw) != 32 * len(batch):  # fromhex skips whitespace
+        return None
+    words = array("Q", raw)
+    words.byteswap()  # big-endian hex -> the little-endian words zigzag_varints reads
+    return zigzag_varints(words)
+
+
 def span_tags(span: SpanRecord) -> list[tuple[str, AttributeValue]]:
     """Tags for one span: attributes, then span.kind, status.code/status.message and error."""
     tags: list[tuple[str, AttributeValue]] = list(span.attributes.items())
@@ -183,20 +214,12 @@ class CompactEncoder(_TagEncoder):
             self._high = high
         return _PAIRS[n & 16383] + self._high_bytes
 
-    def _trace_fields(self, trace_id: str) -> bytes:
-        """Fields 1 and 2 (traceIdLow, traceIdHigh) of a span, cached per trace."""
-        encoded = self._ids.get(trace_id)
+    def _id(self, hex_id: str) -> bytes:
+        """One id's varint, cached: a trace's spans share its id and a child names its parent."""
+        encoded = self._ids.get(hex_id)
         if encoded is None:
-            encoded = b"".join((b"\x16", id_varint(trace_id[-16:]), b"\x16",
-                                id_varint(trace_id[:-16] or "0")))
-            self._remember_id(trace_id, encoded)
-        return encoded
-
-    def _span_id(self, span_id: str) -> bytes:
-        encoded = self._ids.get(span_id)
-        if encoded is None:
-            encoded = id_varint(span_id)
-            self._remember_id(span_id, encoded)
+            encoded = id_varint(hex_id)
+            self._remember_id(hex_id, encoded)
         return encoded
 
     def _remember_id(self, hex_id: str, encoded: bytes) -> None:
@@ -228,12 +251,25 @@ class CompactEncoder(_TagEncoder):
 
     def span(self, span: SpanRecord, tags: list[tuple[str, AttributeValue]] | None = None) -> bytes:
         """One `jaeger.Span` struct (fields 1-5, 7-10), ending with its stop byte."""
-        parent = span.parent_span_id
+        trace_id, parent = span.trace_id, span.parent_span_id
+        return self._encode(span, self._id(trace_id[-16:]), self._id(trace_id[:-16] or "0"),
+                            self._id(span.span_id), self._id(parent) if parent else b"\x00", tags)
+
+    def spans(self, batch: Sequence[SpanRecord]) -> list[bytes]:
+        """`span` of each span in a batch, the varints of all their ids made at once."""
+        ids = batch_id_varints(batch)
+        if ids is None:  # an id not in its canonical form: one span at a time
+            return [self.span(s) for s in batch]
+        count = len(batch)
+        return list(map(self._encode, batch, ids[1:2 * count:2], ids[0:2 * count:2],
+                        ids[2 * count:3 * count], ids[3 * count:]))
+
+    def _encode(self, span: SpanRecord, low: bytes, high: bytes, span_id: bytes, parent: bytes,
+                tags: list[tuple[str, AttributeValue]] | None = None) -> bytes:
         start_us = span.start_ns // 1000
         tag = self.tag
         parts = [
-            self._trace_fields(span.trace_id), b"\x16", self._span_id(span.span_id),
-            b"\x16", self._span_id(parent) if parent else b"\x00",
+            b"\x16", low, b"\x16", high, b"\x16", span_id, b"\x16", parent,
             self._name(span.name),
             b"\x25\x02\x16", self._timestamp(start_us) if start_us >= 0 else zigzag_varint(start_us),
             b"\x16", varint(max(0, span.end_ns // 1000 - start_us) << 1),  # zigzag of n >= 0
@@ -254,7 +290,7 @@ class CompactEncoder(_TagEncoder):
                 parts.append(tag("error", True))
         else:
             parts.extend([tag(key, value) for key, value in tags])
-        parts[11] = list_header(len(parts) - 12, 0x0C)
+        parts[TAG_COUNT_AT] = list_header(len(parts) - TAG_COUNT_AT - 1, 0x0C)
         parts.append(b"\x00")
         return b"".join(parts)
 
