@@ -165,6 +165,20 @@ def apply_http_facts(span: SpanRecord, facts: HttpFacts) -> None:
     span.status_code, span.status_message = _HTTP_STATUS.get(status) or _http_status(status)
 
 
+def settled(span: SpanRecord) -> SpanRecord:
+    """The span as `settle` would leave it, made on a copy: a batch is shared by every exporter,
+    so one that settles its own spans (`settles_http_facts`) must not change them. Raises what
+    making the attributes raised."""
+    facts = span.http_facts if type(span) is Span else None
+    if facts is None:
+        return span
+    copy = SpanRecord(span.name, span.trace_id, span.span_id, span.parent_span_id, span.kind,
+                      span.start_ns, span.end_ns, dict(span.attributes), span.status_code,
+                      span.status_message)
+    apply_http_facts(copy, facts)
+    return copy
+
+
 def settle(spans: Iterable[SpanRecord]) -> list[Exception]:
     """Turns server spans' raw HTTP facts into attributes and status, off the request path; a
     span whose facts cannot be read keeps what it has, and what went wrong is returned."""

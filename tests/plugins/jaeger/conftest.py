@@ -207,10 +207,11 @@ def backend() -> Iterator[Backend]:
     server.close()
 
 
-def three_layer_request(telemetry: Any, backend: Backend, path: str = "/users/42") -> int:
+def three_layer_request(telemetry: Any, backend: Backend, path: str = "/users/42",
+                        headers: dict[str, str] | None = None) -> int:
     """One request through the three layers to a real upstream (gatescope.testing's helper)."""
     return testing.three_layer_request(telemetry, backend, path, endpoint=ENDPOINT,
-                                       url_pattern=URL_PATTERN)
+                                       url_pattern=URL_PATTERN, headers=headers)
 
 
 def layered_document(exporter: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,9 @@ class JaegerExporter(BaseExporter):
             config.buffer_max_count if config.buffer_max_count > 0 else None
         )
         self._warn = RateLimitedLog(self.log, LOG_INTERVAL)
+        # UDP spans take a server span's raw HTTP facts and encode their tags straight from them
+        self.settles_http_facts = not config.uses_collector
+        self._fact_problems = 0
         self._poster: Poster | None = None
         self._agent: AgentSender | None = None
         self._binary = BinaryEncoder()
@@ -94,7 +97,7 @@ class JaegerExporter(BaseExporter):
         encoded: list[bytes] = []
         for span, data in zip(spans, self._compact.spans(spans), strict=True):
             if len(data) > limit:
-                trimmed = trim_span(self._compact, span, limit)
+                trimmed = trim_span(self._compact, self._compact.view(span), limit)
                 if trimmed is None:
                     self.spans_too_large += 1
                     self._warn.warning("too-large", "gatescope: jaeger dropped span %r: larger "
@@ -105,6 +108,12 @@ class JaegerExporter(BaseExporter):
                 self._warn.warning("trimmed", "gatescope: jaeger cut %d tags from span %r to fit "
                                    "a UDP packet", cut, span.name)
             encoded.append(data)
+        problems, last = self._compact.fact_problems
+        if problems != self._fact_problems:
+            self._warn.warning("facts", "gatescope: jaeger could not make the HTTP tags of %d "
+                               "server spans (last: %r); they are sent without them",
+                               problems - self._fact_problems, last)
+            self._fact_problems = problems
         for packet_number, packet in enumerate(agent.packets(encoded)):
             try:
                 agent.send(packet)

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, OK, SpanRecord
+from gatescope.tracing import Span
 
+from gatescope_jaeger.server_tags import ServerSpanTags
 from gatescope_jaeger.varints import zigzag_varints
 
 # jaeger.thrift TagType
@@ -200,6 +202,16 @@ class CompactEncoder(_TagEncoder):
         # Timestamps of neighbouring spans share all but their low 14 bits: keep those bytes.
         self._high = -1
         self._high_bytes = b""
+        self._server = ServerSpanTags(self.tag, span_tags)
+
+    @property
+    def fact_problems(self) -> tuple[int, Exception | None]:
+        """Server spans whose HTTP facts could not be made into tags, and the last reason."""
+        return self._server.problems, self._server.last_problem
+
+    def view(self, span: SpanRecord) -> SpanRecord:
+        """The span as its tags describe it (a server span's facts made into attributes)."""
+        return self._server.view(span)
 
     def _timestamp(self, start_us: int) -> bytes:
         """Zigzag varint of a non-negative microsecond timestamp (field 8)."""
@@ -275,7 +287,9 @@ class CompactEncoder(_TagEncoder):
             b"\x16", varint(max(0, span.end_ns // 1000 - start_us) << 1),  # zigzag of n >= 0
             b"\x19", b"",  # the tag list header, once the count is known
         ]
-        if tags is None:  # span_tags' order, without building its list of pairs
+        if tags is None and type(span) is Span and span.http_facts is not None:
+            parts.extend(self._server.tags(span))  # a server span's facts, not yet attributes
+        elif tags is None:  # span_tags' order, without building its list of pairs
             cached = self._tags.get
             append = parts.append
             for key, value in span.attributes.items():
