@@ -123,3 +123,12 @@ def test_a_batch_encodes_as_its_spans_one_at_a_time() -> None:
                           rng.choice([None, rng.randbytes(8).hex(), "8000000000000000"]),
                           name=f"/route/{n % 7}"))
     assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]
+
+
+def test_a_batch_of_root_spans_encodes_as_its_spans_one_at_a_time() -> None:
+    rng = random.Random(4)
+    batch = [span(rng.randbytes(16).hex(), rng.randbytes(8).hex(), rng.choice([None, ""]))
+             for _ in range(300)]
+    ids = batch_id_varints(batch)
+    assert ids is not None and ids[900:] == [b"\x00"] * 300
+    assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 
 from gatescope.spans import SpanRecord
 
@@ -47,21 +49,25 @@ def trim_span(encoder: CompactEncoder, span: SpanRecord, limit: int) -> tuple[by
     return None
 
 
+def _list_header_size(count: int) -> int:
+    return 1 if count < 15 else 2 if count < 128 else len(list_header(count, 0x0C))
+
+
 def pack(spans: list[bytes], budget: int) -> Iterator[list[bytes]]:
-    """Consecutive groups of encoded spans whose bytes (with list header) stay within budget."""
-    group: list[bytes] = []
-    used = 0
-    for data in spans:
-        size = len(data)
-        count = len(group) + 1  # list header: 1 byte below 15 elements, then 1 + varint(count)
-        header = 1 if count < 15 else 2 if count < 128 else len(list_header(count, 0x0C))
-        if group and used + size + header > budget:
-            yield group
-            group, used = [], 0
-        group.append(data)
-        used += size
-    if group:
-        yield group
+    """Consecutive groups of encoded spans whose bytes (with list header) stay within budget;
+    each group as long as it can be (a span larger than the budget goes alone)."""
+    ends = list(accumulate(map(len, spans)))  # bytes of spans[:i + 1]
+    start, total = 0, len(spans)
+    while start < total:
+        before = ends[start - 1] if start else 0
+        # the most spans that fit with a one-byte list header, then fewer while the longer
+        # header so many spans need does not fit
+        stop = max(bisect_right(ends, before + budget - 1, start), start + 1)
+        while stop > start + 1 and ends[stop - 1] - before + _list_header_size(stop - start) \
+                > budget:
+            stop -= 1
+        yield spans[start:stop]
+        start = stop
 
 
 class AgentSender:

@@ -121,6 +121,7 @@ def typed_tag(value: AttributeValue) -> tuple[int, AttributeValue]:
 
 _trace_ids = attrgetter("trace_id")
 _span_ids = attrgetter("span_id")
+_parent_ids = attrgetter("parent_span_id")
 
 
 def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
@@ -128,19 +129,25 @@ def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
     the parent ids (zero for none). None unless every id is canonical hex (32 and 16 digits)."""
     traces = list(map(_trace_ids, batch))
     spans = list(map(_span_ids, batch))
-    parents = [span.parent_span_id or ZERO_ID for span in batch]
+    parents = list(map(_parent_ids, batch))
+    roots = not any(parents)  # a batch of server spans only: every parent id is zero
+    if not roots:
+        parents = [parent or ZERO_ID for parent in parents]
     if set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
-            or set(map(len, parents)) != {16}:
+            or not (roots or set(map(len, parents)) == {16}):
         return None
     try:
-        raw = bytes.fromhex("".join(traces) + "".join(spans) + "".join(parents))
+        raw = bytes.fromhex("".join(traces) + "".join(spans) + ("" if roots else "".join(parents)))
     except ValueError:
         return None
-    if len(raw) != 32 * len(batch):  # fromhex skips whitespace
+    if len(raw) != (24 if roots else 32) * len(batch):  # fromhex skips whitespace
         return None
     words = array("Q", raw)
     words.byteswap()  # big-endian hex -> the little-endian words zigzag_varints reads
-    return zigzag_varints(words)
+    varints = zigzag_varints(words)
+    if roots:
+        varints += [b"\x00"] * len(batch)
+    return varints
 
 
 def span_tags(span: SpanRecord) -> list[tuple[str, AttributeValue]]:
