@@ -35,6 +35,7 @@ _pack_be_double = struct.Struct(">d").pack
 _pack_le_double = struct.Struct("<d").pack
 _pack_be_i64 = struct.Struct(">q").pack
 _BYTES = [bytes((n,)) for n in range(256)]
+_STRUCT_LISTS = [bytes(((n << 4) | 0x0C,)) for n in range(15)]  # compact list<struct> headers
 
 AttributeValue = str | int | float | bool
 
@@ -286,12 +287,18 @@ class CompactEncoder(_TagEncoder):
     def _encode(self, span: SpanRecord, low: bytes, high: bytes, span_id: bytes, parent: bytes,
                 tags: list[tuple[str, AttributeValue]] | None = None) -> bytes:
         start_us = span.start_ns // 1000
+        n = start_us << 1  # the zigzag of a timestamp after 1970
+        if n >= 0 and n >> 14 == self._high:  # _timestamp's common case, inline
+            stamp = _PAIRS[n & 16383] + self._high_bytes
+        else:
+            stamp = self._timestamp(start_us) if n >= 0 else zigzag_varint(start_us)
+        took = span.end_ns // 1000 - start_us
+        name = span.name
         tag = self.tag
         parts = [
             b"\x16", low, b"\x16", high, b"\x16", span_id, b"\x16", parent,
-            self._name(span.name),
-            b"\x25\x02\x16", self._timestamp(start_us) if start_us >= 0 else zigzag_varint(start_us),
-            b"\x16", varint(max(0, span.end_ns // 1000 - start_us) << 1),  # zigzag of n >= 0
+            self._names.get(name) or self._name(name), b"\x25\x02\x16", stamp,
+            b"\x16", varint(took << 1) if took > 0 else b"\x00",  # zigzag of n >= 0
             b"\x19", b"",  # the tag list header, once the count is known
         ]
         if tags is None and type(span) is Span and span.http_facts is not None:
@@ -311,7 +318,8 @@ class CompactEncoder(_TagEncoder):
                 parts.append(tag("error", True))
         else:
             parts.extend([tag(key, value) for key, value in tags])
-        parts[TAG_COUNT_AT] = list_header(len(parts) - TAG_COUNT_AT - 1, 0x0C)
+        count = len(parts) - TAG_COUNT_AT - 1
+        parts[TAG_COUNT_AT] = _STRUCT_LISTS[count] if count < 15 else list_header(count, 0x0C)
         parts.append(b"\x00")
         return b"".join(parts)
 
