@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gatescope.spans import KIND_SERVER, AttributeValue, SpanRecord
-from gatescope.tracing import Span, settled
+from gatescope.tracing import HttpFacts, Span, settled
 
 FACT_CACHE_LIMIT = 4096  # values remembered per fact (paths, urls, hosts, agents, ...)
 
@@ -32,9 +32,9 @@ class ServerSpanTags:
         self.problems = 0  # spans whose facts could not be made into tags (kept without them)
         self.last_problem: Exception | None = None
 
-    def tags(self, span: Span) -> list[bytes]:
-        """The span's encoded tags (its facts must be set)."""
-        path, query, host, method, agent, status = span.http_facts  # type: ignore[misc]
+    def tags(self, span: Span, facts: HttpFacts) -> list[bytes]:
+        """The encoded tags of a server span whose facts are `facts`."""
+        path, query, host, method, agent, status = facts
         path_tag = self._paths.get(path)
         url_tag = self._urls.get((path, query) if query else path)
         host_tag = self._hosts.get(host)
@@ -44,7 +44,7 @@ class ServerSpanTags:
         if path_tag is None or url_tag is None or host_tag is None or method_tag is None \
                 or agent_tag is None or trailer is None or span.attributes \
                 or span.kind != KIND_SERVER:
-            return self._learn(span)
+            return self._learn(span, facts)
         return [path_tag, url_tag, host_tag, method_tag, agent_tag, *trailer]
 
     def view(self, span: SpanRecord) -> SpanRecord:
@@ -56,13 +56,13 @@ class ServerSpanTags:
             self.last_problem = exc
             return span
 
-    def _learn(self, span: Span) -> list[bytes]:
+    def _learn(self, span: Span, facts: HttpFacts) -> list[bytes]:
         view = self.view(span)
         tag = self._tag
         encoded = [tag(key, value) for key, value in self._span_tags(view)]
         if view is span or span.attributes or span.kind != KIND_SERVER:
             return encoded  # the app's own attributes mix in: not one fact per tag
-        path, query, host, method, agent, status = span.http_facts  # type: ignore[misc]
+        path, query, host, method, agent, status = facts
         attributes = view.attributes
         caches = (self._paths, self._urls, self._hosts, self._methods, self._agents,
                   self._statuses)

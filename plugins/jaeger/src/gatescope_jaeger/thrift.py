@@ -301,8 +301,9 @@ class CompactEncoder(_TagEncoder):
             b"\x16", varint(took << 1) if took > 0 else b"\x00",  # zigzag of n >= 0
             b"\x19", b"",  # the tag list header, once the count is known
         ]
-        if tags is None and type(span) is Span and span.http_facts is not None:
-            parts.extend(self._server.tags(span))  # a server span's facts, not yet attributes
+        facts = span.http_facts if tags is None and type(span) is Span else None
+        if facts is not None:  # a server span's facts, not yet made into attributes
+            parts.extend(self._server.tags(span, facts))  # type: ignore[arg-type]
         elif tags is None:  # span_tags' order, without building its list of pairs
             cached = self._tags.get
             append = parts.append
