@@ -1,4 +1,4 @@
-"""The compact encoder's whole-batch id varints against a plain zigzag LEB128 reference."""
+"""The compact encoder's varints (whole-batch ids, cached timestamps) against plain LEB128."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from array import array
 
 import pytest
 from gatescope.spans import KIND_SERVER, SpanRecord
+from gatescope_jaeger.agent import AgentSender
 from gatescope_jaeger.thrift import CompactEncoder, batch_id_varints
 from gatescope_jaeger.varints import zigzag_varints
 
@@ -132,3 +133,32 @@ def test_a_batch_of_root_spans_encodes_as_its_spans_one_at_a_time() -> None:
     ids = batch_id_varints(batch)
     assert ids is not None and ids[900:] == [b"\x00"] * 300
     assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]
+
+
+STAMP_BASE = 1_763_950_000_000_000  # µs since the epoch, ~2025-11
+
+
+def stamps() -> list[int]:
+    rng = random.Random(7)
+    found = [STAMP_BASE + i for i in range(-20_000, 20_000, 7)]  # crosses 14-bit boundaries
+    found += [rng.randrange(0, 1 << 62) for _ in range(2_000)]  # the cached high part changes
+    return [*found, 0, 1, 8191, 8192, 16383, 16384, (1 << 62) - 1]
+
+
+def test_neighbouring_and_distant_timestamps_encode_as_zigzag_leb128() -> None:
+    encoder = CompactEncoder()
+    for stamp in stamps():
+        assert encoder._timestamp(stamp) == leb128(stamp << 1), stamp
+
+
+def test_timestamps_and_durations_decode_as_written(wire) -> None:
+    rng = random.Random(8)
+    every = stamps()
+    took = [rng.choice([0, 1, 127, 128, 8191, 8192, 10**9]) for _ in every]
+    batch = [SpanRecord("op", "4bf92f3577b34da6a3ce929d0e0e4736", f"{n + 1:016x}", None, 0,
+                        stamp * 1000 + 999, (stamp + us) * 1000 + 999, {})
+             for n, (stamp, us) in enumerate(zip(every, took, strict=True))]
+    sender = AgentSender("127.0.0.1", 9, "svc")
+    decoded = [span for packet in sender.packets(CompactEncoder().spans(batch))
+               for span in wire.decode_emit_batch(packet).spans]
+    assert [(s.startTime, s.duration) for s in decoded] == list(zip(every, took, strict=True))
