@@ -134,3 +134,21 @@ def test_router_requests_arrive_with_their_http_tags(gatescope_plugins, udp_list
     if beside:
         kept = [s for s in exporter_of(telemetry, beside).spans if s.kind == KIND_SERVER]
         assert [s.attributes["http.url"] for s in kept] == [p for p, _ in requests]
+
+
+def test_long_facts_are_encoded_every_time_not_remembered() -> None:
+    agent = b"Mozilla/5.0 " + b"x" * 200
+    long_path = "/users/" + "9" * 200
+    facts = [("/users/42", b"", b"gateway.local", "GET", agent, 200),
+             (long_path, b"", b"gateway.local", "GET", b"curl/8.5", 200),
+             ("/users/42", b"q=" + b"z" * 200, b"gateway.local", "GET", b"curl/8.5", 200)]
+    encoder = CompactEncoder()
+    batch = [server_span(f) for f in facts]
+    expected = CompactEncoder().spans([settled(s) for s in batch])
+    assert encoder.spans(batch) == expected
+    assert encoder.spans(batch) == expected
+    remembered = encoder._server
+    assert agent not in remembered._agents and b"curl/8.5" in remembered._agents
+    assert long_path not in remembered._paths and "/users/42" in remembered._paths
+    assert all(len(key) < 128 for key in remembered._urls if isinstance(key, str))
+    assert not any(isinstance(key, tuple) for key in remembered._urls)

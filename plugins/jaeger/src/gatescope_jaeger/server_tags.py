@@ -13,7 +13,13 @@ from collections.abc import Callable
 from gatescope.spans import KIND_SERVER, AttributeValue, SpanRecord
 from gatescope.tracing import HttpFacts, Span, settled
 
-FACT_CACHE_LIMIT = 4096  # values remembered per fact (paths, urls, hosts, agents, ...)
+FACT_CACHE_LIMIT = 1024  # values remembered per fact (paths, urls, hosts, agents, ...)
+# Longer values (a browser's user agent, a long query) are encoded every time: clients choose
+# them, and the caches must stay small whatever they send (~2 MB at most here).
+CACHEABLE_FACT_LENGTH = 128
+# the attributes `settled` makes of the facts, in its order: one tag per fact (two for the path)
+HTTP_KEYS = ["http.path", "http.url", "http.host", "http.method", "http.user_agent",
+             "http.status_code"]
 
 
 class ServerSpanTags:
@@ -60,19 +66,25 @@ class ServerSpanTags:
         view = self.view(span)
         tag = self._tag
         encoded = [tag(key, value) for key, value in self._span_tags(view)]
-        if view is span or span.attributes or span.kind != KIND_SERVER:
+        if view is span or span.attributes or span.kind != KIND_SERVER \
+                or list(view.attributes) != HTTP_KEYS:
             return encoded  # the app's own attributes mix in: not one fact per tag
         path, query, host, method, agent, status = facts
-        attributes = view.attributes
         caches = (self._paths, self._urls, self._hosts, self._methods, self._agents,
                   self._statuses)
         if any(len(cache) >= FACT_CACHE_LIMIT for cache in caches):
             for cache in caches:
                 cache.clear()
-        self._paths[path] = tag("http.path", attributes["http.path"])
-        self._urls[(path, query) if query else path] = tag("http.url", attributes["http.url"])
-        self._hosts[host] = tag("http.host", attributes["http.host"])
-        self._methods[method] = tag("http.method", attributes["http.method"])
-        self._agents[agent] = tag("http.user_agent", attributes["http.user_agent"])
+        short = CACHEABLE_FACT_LENGTH
+        if len(path) <= short:
+            self._paths[path] = encoded[0]
+            if len(path) + len(query) <= short:
+                self._urls[(path, query) if query else path] = encoded[1]
+        if len(host) <= short:
+            self._hosts[host] = encoded[2]
+        if len(method) <= short:
+            self._methods[method] = encoded[3]
+        if len(agent) <= short:
+            self._agents[agent] = encoded[4]
         self._statuses[status] = tuple(encoded[5:])  # http.status_code, then span.kind, status
         return encoded
