@@ -8,8 +8,8 @@ from array import array
 import pytest
 from gatescope.spans import KIND_SERVER, SpanRecord
 from gatescope_jaeger.agent import AgentSender
-from gatescope_jaeger.thrift import CompactEncoder, batch_id_varints
-from gatescope_jaeger.varints import zigzag_varints
+from gatescope_jaeger.thrift import CompactEncoder
+from gatescope_jaeger.varints import batch_id_varints, zigzag_varints
 
 
 def leb128(n: int) -> bytes:

@@ -8,15 +8,13 @@ is encoded once, independently of its neighbours, so batches can be cut anywhere
 from __future__ import annotations
 
 import struct
-from array import array
 from collections.abc import Sequence
-from operator import attrgetter
 
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, OK, SpanRecord
 from gatescope.tracing import Span
 
 from gatescope_jaeger.server_tags import ServerSpanTags
-from gatescope_jaeger.varints import zigzag_varints
+from gatescope_jaeger.varints import batch_id_varints
 
 # jaeger.thrift TagType
 STRING, DOUBLE, BOOL, LONG = 0, 1, 2, 3
@@ -25,7 +23,6 @@ TAG_CACHE_LIMIT = 4096  # distinct (key, value) tags remembered per encoder
 ID_CACHE_LIMIT = 8192  # trace and span ids remembered per compact encoder
 CACHEABLE_VALUE_LENGTH = 64  # longer string values are encoded every time
 TAG_COUNT_AT = 14  # index of the tag list header among a compact span's parts
-ZERO_ID = "0" * 16
 
 _KIND_NAMES = {KIND_SERVER: "server", KIND_CLIENT: "client"}
 _pack_binary_ids = struct.Struct(">bhqbhqbhqbhq").pack
@@ -118,37 +115,6 @@ def typed_tag(value: AttributeValue) -> tuple[int, AttributeValue]:
     if isinstance(value, float):
         return DOUBLE, value
     return STRING, value if isinstance(value, str) else str(value)
-
-
-_trace_ids = attrgetter("trace_id")
-_span_ids = attrgetter("span_id")
-_parent_ids = attrgetter("parent_span_id")
-
-
-def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
-    """The varints of a batch's ids: each trace id's high and low half, then the span ids, then
-    the parent ids (zero for none). None unless every id is canonical hex (32 and 16 digits)."""
-    traces = list(map(_trace_ids, batch))
-    spans = list(map(_span_ids, batch))
-    parents = list(map(_parent_ids, batch))
-    roots = not any(parents)  # a batch of server spans only: every parent id is zero
-    if not roots:
-        parents = [parent or ZERO_ID for parent in parents]
-    if set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
-            or not (roots or set(map(len, parents)) == {16}):
-        return None
-    try:
-        raw = bytes.fromhex("".join(traces) + "".join(spans) + ("" if roots else "".join(parents)))
-    except ValueError:
-        return None
-    if len(raw) != (24 if roots else 32) * len(batch):  # fromhex skips whitespace
-        return None
-    words = array("Q", raw)
-    words.byteswap()  # big-endian hex -> the little-endian words zigzag_varints reads
-    varints = zigzag_varints(words)
-    if roots:
-        varints += [b"\x00"] * len(batch)
-    return varints
 
 
 def span_tags(span: SpanRecord) -> list[tuple[str, AttributeValue]]:

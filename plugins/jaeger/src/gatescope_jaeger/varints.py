@@ -8,8 +8,13 @@ needs 10 bytes once zigzagged and cut into 7-bit groups), so only the final slic
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
+from operator import attrgetter
+
+from gatescope.spans import SpanRecord
 
 LANE_BYTES = 16
+ZERO_ID = "0" * 16
 _MASK_SETS_KEPT = 24  # lane counts (powers of two) whose masks are kept
 
 
@@ -92,3 +97,34 @@ def zigzag_varints(words: array[int]) -> list[bytes]:
     out = (z | more).to_bytes(LANE_BYTES * count, "little")
     # trailing zero bytes are beyond the value; zero itself is one zero byte
     return [out[i:i + 10].rstrip(b"\0") or b"\0" for i in range(0, LANE_BYTES * count, LANE_BYTES)]
+
+
+_trace_ids = attrgetter("trace_id")
+_span_ids = attrgetter("span_id")
+_parent_ids = attrgetter("parent_span_id")
+
+
+def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
+    """The varints of a batch's ids: each trace id's high and low half, then the span ids, then
+    the parent ids (zero for none). None unless every id is canonical hex (32 and 16 digits)."""
+    traces = list(map(_trace_ids, batch))
+    spans = list(map(_span_ids, batch))
+    parents = list(map(_parent_ids, batch))
+    roots = not any(parents)  # a batch of root spans only: every parent id is zero
+    if not roots:
+        parents = [parent or ZERO_ID for parent in parents]
+    if set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
+            or not (roots or set(map(len, parents)) == {16}):
+        return None
+    try:
+        raw = bytes.fromhex("".join(traces) + "".join(spans) + ("" if roots else "".join(parents)))
+    except ValueError:
+        return None
+    if len(raw) != (24 if roots else 32) * len(batch):  # fromhex skips whitespace
+        return None
+    words = array("Q", raw)
+    words.byteswap()  # big-endian hex -> the little-endian words zigzag_varints reads
+    varints = zigzag_varints(words)
+    if roots:
+        varints += [b"\x00"] * len(batch)
+    return varints
