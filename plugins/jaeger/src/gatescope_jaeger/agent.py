@@ -49,10 +49,6 @@ def trim_span(encoder: CompactEncoder, span: SpanRecord, limit: int) -> tuple[by
     return None
 
 
-def _list_header_size(count: int) -> int:
-    return 1 if count < 15 else 2 if count < 128 else len(list_header(count, 0x0C))
-
-
 def pack(spans: list[bytes], budget: int) -> Iterator[list[bytes]]:
     """Consecutive groups of encoded spans whose bytes (with list header) stay within budget;
     each group as long as it can be (a span larger than the budget goes alone)."""
@@ -63,7 +59,7 @@ def pack(spans: list[bytes], budget: int) -> Iterator[list[bytes]]:
         # the most spans that fit with a one-byte list header, then fewer while the longer
         # header so many spans need does not fit
         stop = max(bisect_right(ends, before + budget - 1, start), start + 1)
-        while stop > start + 1 and ends[stop - 1] - before + _list_header_size(stop - start) \
+        while stop > start + 1 and ends[stop - 1] - before + len(list_header(stop - start, 0x0C)) \
                 > budget:
             stop -= 1
         yield spans[start:stop]
