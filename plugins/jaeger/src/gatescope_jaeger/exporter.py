@@ -41,7 +41,6 @@ class JaegerExporter(BaseExporter):
         self._warn = RateLimitedLog(self.log, LOG_INTERVAL)
         # UDP spans take a server span's raw HTTP facts and encode their tags straight from them
         self.settles_http_facts = not config.uses_collector
-        self._fact_problems = 0
         self._poster: Poster | None = None
         self._agent: AgentSender | None = None
         self._binary = BinaryEncoder()
@@ -108,12 +107,11 @@ class JaegerExporter(BaseExporter):
                 self._warn.warning("trimmed", "gatescope: jaeger cut %d tags from span %r to fit "
                                    "a UDP packet", cut, span.name)
             encoded.append(data)
-        problems, last = self._compact.fact_problems
-        if problems != self._fact_problems:
+        problems, last = self._compact.take_fact_problems()
+        if problems:
             self._warn.warning("facts", "gatescope: jaeger could not make the HTTP tags of %d "
                                "server spans (last: %r); they are sent without them",
-                               problems - self._fact_problems, last)
-            self._fact_problems = problems
+                               problems, last)
         for packet_number, packet in enumerate(agent.packets(encoded)):
             try:
                 agent.send(packet)

@@ -35,7 +35,7 @@ class ServerSpanTags:
         self._methods: dict[str, bytes] = {}
         self._agents: dict[bytes | str, bytes] = {}
         self._statuses: dict[int, tuple[bytes, ...]] = {}  # http.status_code, span.kind, status
-        self.problems = 0  # spans whose facts could not be made into tags (kept without them)
+        self.problems = 0  # spans whose facts could not be made into tags, since last taken
         self.last_problem: Exception | None = None
 
     def tags(self, span: Span, facts: HttpFacts) -> list[bytes]:
@@ -52,6 +52,12 @@ class ServerSpanTags:
                 or span.kind != KIND_SERVER:
             return self._learn(span, facts)
         return [path_tag, url_tag, host_tag, method_tag, agent_tag, *trailer]
+
+    def take_problems(self) -> tuple[int, Exception | None]:
+        """How many spans' facts could not be read since the last call, and the last reason."""
+        taken = self.problems, self.last_problem
+        self.problems, self.last_problem = 0, None
+        return taken
 
     def view(self, span: SpanRecord) -> SpanRecord:
         """The span with its facts made into attributes (a copy); unchanged if they cannot be."""

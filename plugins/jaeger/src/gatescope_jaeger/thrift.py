@@ -178,10 +178,10 @@ class CompactEncoder(_TagEncoder):
         self._high_bytes = b""
         self._server = ServerSpanTags(self.tag, span_tags)
 
-    @property
-    def fact_problems(self) -> tuple[int, Exception | None]:
-        """Server spans whose HTTP facts could not be made into tags, and the last reason."""
-        return self._server.problems, self._server.last_problem
+    def take_fact_problems(self) -> tuple[int, Exception | None]:
+        """Server spans whose HTTP facts could not be made into tags since the last call, and
+        the last reason."""
+        return self._server.take_problems()
 
     def view(self, span: SpanRecord) -> SpanRecord:
         """The span as its tags describe it (a server span's facts made into attributes)."""
