@@ -38,7 +38,8 @@ class ExporterWorker:
         self.exporter = exporter
         self.name = name
         self.traces = TRACES in exporter.signals
-        # an exporter in a helper process turns raw server-span facts into attributes there
+        # an exporter that makes server spans' attributes from their raw facts itself (in its
+        # helper process, or straight into its encoding): the dispatcher need not
         self.settles_http_facts = bool(getattr(exporter, "settles_http_facts", False))
         self.pushes = METRICS in exporter.signals and getattr(exporter, "pushes_metrics", True)
         self.capacity = capacity
@@ -242,7 +243,7 @@ class Pipeline:
             if not workers:
                 continue  # no trace exporter: spans are not kept
             if not all(w.settles_http_facts for w in workers):
-                problems = settle(batch)  # else each exporter's helper process does it
+                problems = settle(batch)  # else every trace exporter does it on its own side
                 if problems:
                     self._warn.warning("settle", "gatescope: could not make the attributes of %d "
                                        "server spans (first: %r); they are exported without them",
