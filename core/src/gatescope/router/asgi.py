@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter_ns
@@ -33,14 +34,18 @@ _WANTED = frozenset({
 
 # What a request's send wrapper learns, as indexes into its state list (a closure over a list
 # is called faster than an object's __call__, and this runs for every response message).
-STATUS, SENT, COMPLETE, GONE = range(4)
+STATUS, SENT, COMPLETE = range(3)
+CHAIN_LIMIT = 8  # causes and contexts looked through for the send that failed
 ROUTE_CACHE_LIMIT = 10_000  # route objects remembered with their endpoint (apps have far fewer)
 
 
 def _watch(send: Send, state: list[Any]) -> Send:
-    """The send wrapper of one request: learns the status and counts body bytes as they pass."""
+    """The send wrapper of one request: learns the status and counts body bytes as they pass.
 
-    async def sending(message: Message) -> None:
+    A plain function handing back the server's own awaitable: an `async def` wrapper would add a
+    coroutine per message. A send that fails is told apart by its traceback (`_failure`)."""
+
+    def sending(message: Message) -> Awaitable[None]:
         kind = message["type"]
         if kind == "http.response.body":
             body = message.get("body")
@@ -53,17 +58,46 @@ def _watch(send: Send, state: list[Any]) -> Send:
         elif kind == "http.response.pathsend":
             state[SENT] += os.path.getsize(message["path"])
             state[COMPLETE] = True
-        try:
-            await send(message)
-        except OSError:
-            state[GONE] = True  # the client went away; the server says so by raising
-            raise
+        return send(message)
 
     return sending
 
-def _failure(exchange: list[Any], exc: BaseException) -> int:
+
+def _code_of(send: Any) -> Any:
+    """The code a call to `send` runs first (a function's, a method's or a callable object's)."""
+    while isinstance(send, functools.partial):
+        send = send.func
+    code = getattr(send, "__code__", None)
+    if code is None:  # a callable object: its class's Python __call__, if it has one
+        call = next((vars(c)["__call__"] for c in type(send).__mro__ if "__call__" in vars(c)),
+                    None)
+        code = getattr(call, "__code__", None)
+    return code
+
+
+def _left_while_sending(exc: BaseException, send: Send) -> bool:
+    """Whether `exc` is, or was caused by, an OSError raised inside `send`: servers say that the
+    client went away by raising from send (an OSError the app raised itself is its failure)."""
+    code = _code_of(send)
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < CHAIN_LIMIT:
+        if isinstance(current, OSError):
+            if code is None:
+                return True  # a send without Python code (a C callable): cannot tell, say it left
+            tb = current.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code is code:
+                    return True
+                tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _failure(exc: BaseException, send: Send) -> int:
     """The status recorded when the app raised: the client left (499) or the app failed (500)."""
-    return CLIENT_CLOSED if exchange[GONE] or isinstance(exc, asyncio.CancelledError) \
+    return CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) or _left_while_sending(exc, send) \
         else SERVER_ERROR
 
 
@@ -135,12 +169,12 @@ class TelemetryASGIMiddleware(RouterLayer):
         token = current.set(span) if span is not None else None
         # Mounts extend root_path in place; only naming the route needs the original.
         root_path = scope.get("root_path", "") if span is not None or self._tag_path else ""
-        exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
+        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
         failed = 0
         try:
             await self.app(scope, receive, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exchange, exc)
+            failed = _failure(exc, send)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
@@ -148,8 +182,7 @@ class TelemetryASGIMiddleware(RouterLayer):
                 request_bytes = counting.received
             if token is not None:
                 current.reset(token)
-            if span is None and not self._tag_path and not failed and exchange[COMPLETE] \
-                    and not exchange[GONE]:
+            if span is None and not self._tag_path and not failed and exchange[COMPLETE]:
                 # The common unsampled case: nothing but the one record.
                 status = exchange[STATUS]
                 self._record(host.decode("latin-1") if self._tag_host else "", "",
@@ -163,7 +196,7 @@ class TelemetryASGIMiddleware(RouterLayer):
                 span: Any, host: bytes, agent: bytes, request_bytes: int, elapsed_ns: int) -> None:
         if failed:
             status = failed
-        elif exchange[GONE] or (exchange[STATUS] and not exchange[COMPLETE]):
+        elif exchange[STATUS] and not exchange[COMPLETE]:
             # uvicorn reports a client that left only through receive(); the app (e.g. Starlette's
             # StreamingResponse) then stops without the final body message.
             status = CLIENT_CLOSED
@@ -229,18 +262,18 @@ class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
                     await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
                     return
         start = perf_counter_ns()
-        exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
+        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
         failed = 0
         try:
             await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exchange, exc)
+            failed = _failure(exc, send)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
             if counting is not None:
                 request_bytes = counting.received
-            if not failed and exchange[COMPLETE] and not exchange[GONE]:
+            if not failed and exchange[COMPLETE]:
                 status = exchange[STATUS]
                 self._record("", "", scope["method"], STATUS_TEXT.get(status) or str(status),
                              request_bytes, exchange[SENT], elapsed_ns / 1e6)
@@ -278,12 +311,12 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
         span = Span(UNKNOWN_ROUTE, trace_id, None, KIND_SERVER, self._tracer.sink, span_id)
         token = current.set(span)
         root_path = scope.get("root_path", "")
-        exchange = [0, 0, False, False]  # STATUS, SENT, COMPLETE, GONE
+        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
         failed = 0
         try:
             await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exchange, exc)
+            failed = _failure(exc, send)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
@@ -293,7 +326,7 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
             route = scope.get("route")
             hit = self._by_route.get(id(route))
             if hit is not None and hit[0] is route and not failed and exchange[COMPLETE] \
-                    and not exchange[GONE] and scope.get("root_path", "") == root_path:
+                    and scope.get("root_path", "") == root_path:
                 # The common case, a completed response on a route already named, done inline:
                 # the `_finish` and `_endpoint` calls cost ~1.5 µs a request in process.
                 status = exchange[STATUS]
