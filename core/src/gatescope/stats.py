@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from operator import itemgetter
@@ -18,6 +17,7 @@ from typing import Any
 import attrs
 
 from gatescope import multiproc
+from gatescope.folding import fold_batch
 from gatescope.metrics import (
     COUNT,
     DISTRIBUTION,
@@ -171,11 +171,9 @@ class ViewAggregator:
 # shortcuts to them are dropped, so memory stays flat under unbounded raw values.
 MIN_CELLS = 4096
 # Records queued per recorder before they are folded together (single-process mode).
-RECORD_BATCH = 64
+RECORD_BATCH = 256
 
-# A cell: every view's row for one raw record shape, resolved once: (count rows, the
-# distribution row of each measure in REQUEST_BYTES, RESPONSE_BYTES, LATENCY order, the
-# aggregators that fold this shape into their overflow row).
+# A cell: every view's row for one raw record shape, resolved once (`folding.Cell`).
 _Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[ViewAggregator, ...]]
 
 
@@ -199,8 +197,9 @@ class LayerRecorder:
         measured = sorted(agg.value for agg in self.views if agg.value is not None)
         if measured != [REQUEST_BYTES, RESPONSE_BYTES, LATENCY]:
             raise ValueError("a recorder needs exactly one distribution view per measure")
-        self._bounds = tuple(next(agg.bounds for agg in self.views if agg.value == measure)
-                             for measure in measured)
+        request, response, latency = (next(agg.bounds for agg in self.views
+                                           if agg.value == measure) for measure in measured)
+        self._bounds = (request, response, latency)
         self._cells: dict[tuple[str, str, str, str], _Cell] = {}
         self._max_cells = max(MIN_CELLS, 2 * cap)
         # Records not folded yet. Bounded by `batch` (plus one per thread racing the check);
@@ -240,8 +239,9 @@ class LayerRecorder:
                request_bytes: float, response_bytes: float, latency_ms: float) -> None:
         """The hot path: queue the exchange; every `batch` records are folded in one pass.
 
-        Folding many records at once keeps rows and cells in the CPU cache: one record folded
-        alone between two requests' worth of other code costs ~3x what it costs in a batch.
+        Folding many records at once keeps rows and cells in the CPU cache (one record folded
+        alone between two requests' worth of other code costs ~3x what it costs in a batch), and
+        lets builtins do the per-value work of a shape's many records (`folding`).
         """
         pending = self._pending
         pending.append((host, path, method, status, request_bytes, response_bytes, latency_ms))
@@ -250,61 +250,12 @@ class LayerRecorder:
                 self._fold()
 
     def _fold(self) -> None:
-        """Unrolled over the three measures (bisect once each, no per-view work); under the lock.
-
-        Records appended while this runs are folded too or stay queued for the next fold."""
+        """Folds the queued records (`folding.fold_batch`); under the lock. Records appended
+        while this runs stay queued for the next fold."""
         pending = self._pending
         popleft = pending.popleft
-        cells = self._cells
-        request_bounds, response_bounds, latency_bounds = self._bounds
-        zero_bucket = 5 + bisect_right(request_bounds, 0)
-        while pending:
-            host, path, method, status, request_bytes, response_bytes, latency_ms = popleft()
-            values = (host, path, method, status)
-            cell = cells.get(values)
-            if cell is None:
-                cell = self._cell(values)
-                cells = self._cells
-            counts, request_row, response_row, latency_row, folded = cell
-            for row in counts:
-                row[0] += 1
-            row, v = request_row, request_bytes
-            row[0] += 1
-            if v:
-                row[1] += v
-                row[2] += v * v
-                if v < row[3]:
-                    row[3] = v
-                if v > row[4]:
-                    row[4] = v
-                row[5 + bisect_right(request_bounds, v)] += 1
-            else:  # most requests (GET) carry no body: sums unchanged, first bucket (bounds > 0)
-                if row[3] > 0:
-                    row[3] = v
-                if row[4] < 0:
-                    row[4] = v
-                row[zero_bucket] += 1
-            row, v = response_row, response_bytes
-            row[0] += 1
-            row[1] += v
-            row[2] += v * v
-            if v < row[3]:
-                row[3] = v
-            if v > row[4]:
-                row[4] = v
-            row[5 + bisect_right(response_bounds, v)] += 1
-            row, v = latency_row, latency_ms
-            row[0] += 1
-            row[1] += v
-            row[2] += v * v
-            if v < row[3]:
-                row[3] = v
-            if v > row[4]:
-                row[4] = v
-            row[5 + bisect_right(latency_bounds, v)] += 1
-            if folded:
-                for agg in folded:
-                    agg.folded += 1
+        fold_batch([popleft() for _ in range(len(pending))], self._cells, self._cell,
+                   self._bounds)
 
     def snapshot(self) -> list[ViewData]:
         with self._lock:
