@@ -107,6 +107,20 @@ def serve(app: Any, path: str, send: Any) -> BaseException:
     return asyncio.run(run())
 
 
+SHAPES = ["method", "object", "function", "partial"]
+
+
+def telemetry_for(make_telemetry: Any, kind: str) -> tuple[Any, int]:
+    """A started Telemetry whose ASGI router is the class `kind` names, and its sample rate."""
+    rate, tags = CLASSES[kind]
+    return make_telemetry(sample_rate=rate, tag_statuscode=True, **tags), rate
+
+
+def assert_span_status(telemetry: Any, http_status: int, code: int) -> None:
+    [span] = spans_of(telemetry)
+    assert (span.attributes["http.status_code"], span.status_code) == (http_status, code)
+
+
 def statuses(telemetry: Any) -> dict[str, int]:
     """Recorded requests per status tag."""
     out: dict[str, int] = {}
@@ -116,11 +130,10 @@ def statuses(telemetry: Any) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("kind", sorted(CLASSES))
-@pytest.mark.parametrize("shape", ["method", "object", "function", "partial"])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_send_raising_oserror_is_recorded_as_client_closed(make_telemetry: Any, kind: str,
                                                             shape: str) -> None:
-    rate, tags = CLASSES[kind]
-    telemetry = make_telemetry(sample_rate=rate, tag_statuscode=True, **tags)
+    telemetry, rate = telemetry_for(make_telemetry, kind)
     app = telemetry.asgi(raw_app, endpoints=["/raw"])
     connection = Connection(ok=1)  # the start goes out, the first body part fails
     exc = serve(app, "/raw", shapes(connection)[shape])
@@ -128,16 +141,14 @@ def test_send_raising_oserror_is_recorded_as_client_closed(make_telemetry: Any, 
     assert connection.sent == ["http.response.start"]
     assert statuses(telemetry) == {"499": 1}
     if rate:
-        [span] = spans_of(telemetry)
-        assert (span.attributes["http.status_code"], span.status_code) == (499, CANCELLED)
+        assert_span_status(telemetry, 499, CANCELLED)
 
 
 @pytest.mark.parametrize("kind", sorted(CLASSES))
 def test_starlette_client_disconnect_from_send_is_recorded_as_client_closed(
         make_telemetry: Any, kind: str) -> None:
     """Starlette turns the server's OSError into its ClientDisconnect (the OSError as context)."""
-    rate, tags = CLASSES[kind]
-    telemetry = make_telemetry(sample_rate=rate, tag_statuscode=True, **tags)
+    telemetry, _ = telemetry_for(make_telemetry, kind)
     exc = serve(telemetry.asgi(starlette_app()), "/stream", Connection(ok=2).send)
     assert type(exc).__name__ == "ClientDisconnect"
     assert statuses(telemetry) == {"499": 1}
@@ -146,8 +157,7 @@ def test_starlette_client_disconnect_from_send_is_recorded_as_client_closed(
 @pytest.mark.parametrize("kind", sorted(CLASSES))
 def test_app_error_caused_by_a_failed_send_is_client_closed(make_telemetry: Any,
                                                              kind: str) -> None:
-    rate, tags = CLASSES[kind]
-    telemetry = make_telemetry(sample_rate=rate, tag_statuscode=True, **tags)
+    telemetry, _ = telemetry_for(make_telemetry, kind)
     app = telemetry.asgi(rewrapping_app, endpoints=["/raw"])
     exc = serve(app, "/raw", Connection(ok=0).send)
     assert type(exc) is RuntimeError and type(exc.__cause__) is ConnectionResetError
@@ -155,16 +165,14 @@ def test_app_error_caused_by_a_failed_send_is_client_closed(make_telemetry: Any,
 
 
 @pytest.mark.parametrize("kind", sorted(CLASSES))
-@pytest.mark.parametrize("shape", ["method", "object", "function", "partial"])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_an_oserror_of_the_app_itself_is_a_server_error(make_telemetry: Any, kind: str,
                                                         shape: str) -> None:
-    rate, tags = CLASSES[kind]
-    telemetry = make_telemetry(sample_rate=rate, tag_statuscode=True, **tags)
+    telemetry, rate = telemetry_for(make_telemetry, kind)
     connection = Connection(ok=10)  # the server could send; the app failed before answering
     exc = serve(telemetry.asgi(starlette_app()), "/missing", shapes(connection)[shape])
     assert type(exc) is FileNotFoundError
     assert connection.sent == ["http.response.start", "http.response.body"]  # Starlette's 500
     assert statuses(telemetry) == {"500": 1}
     if rate:
-        [span] = spans_of(telemetry)
-        assert (span.attributes["http.status_code"], span.status_code) == (500, UNKNOWN)
+        assert_span_status(telemetry, 500, UNKNOWN)
