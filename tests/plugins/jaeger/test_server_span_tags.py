@@ -69,7 +69,7 @@ def test_remembered_facts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert encoder.spans(batch) == expected
     assert encoder.spans(batch) == expected
     remembered = encoder._server
-    assert max(len(remembered._paths), len(remembered._urls)) <= 3
+    assert max(len(remembered._paths), len(remembered._urls), len(remembered._blocks)) <= 3
 
 
 def make_exporter(listener) -> JaegerExporter:
@@ -152,3 +152,30 @@ def test_long_facts_are_encoded_every_time_not_remembered() -> None:
     assert long_path not in remembered._paths and "/users/42" in remembered._paths
     assert all(len(key) < 128 for key in remembered._urls if isinstance(key, str))
     assert not any(isinstance(key, tuple) for key in remembered._urls)
+    assert list(remembered._blocks) == []  # a tag list is kept only when each of its facts is
+
+
+def test_repeated_facts_reuse_their_whole_tag_list_and_stay_exact() -> None:
+    encoder = CompactEncoder()
+    first = [server_span(f, span_id=f"{n + 1:016x}") for n, f in enumerate(FACTS)]
+    encoder.spans(first)
+    kept = dict(encoder._server._blocks)
+    assert set(kept) == set(FACTS)  # every fact here is short: each whole list is kept
+    again = [server_span(f, span_id=f"{n + 100:016x}") for n, f in enumerate(FACTS)]
+    # the same facts on other spans, with the app's attributes, and on a client span
+    again.append(server_span(FACTS[1], attributes={"tenant": "a"}))
+    again.append(server_span(FACTS[2], kind=KIND_CLIENT))
+    assert encoder.spans(again) == CompactEncoder().spans([settled(s) for s in again])
+    assert encoder._server._blocks == kept  # found, not made again
+
+
+def test_facts_that_cannot_be_keys_are_encoded_not_kept() -> None:
+    """A server giving an unhashable header value (a bytearray) must not cost the batch."""
+    odd = [server_span(("/users/42", b"", bytearray(b"gateway.local"), "GET", b"curl/8.5", 200)),
+           server_span(("/users/42", b"", b"gateway.local", "GET", bytearray(b"curl"), 201))]
+    batch = [*odd, server_span(FACTS[0])]
+    encoder = CompactEncoder()
+    expected = CompactEncoder().spans([settled(s) for s in batch])
+    assert encoder.spans(batch) == expected
+    assert encoder.spans(batch) == expected
+    assert list(encoder._server._blocks) == [FACTS[0]]

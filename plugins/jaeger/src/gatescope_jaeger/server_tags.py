@@ -2,8 +2,9 @@
 
 The core hands an exporter that settles its own spans (`settles_http_facts`) the raw facts of
 each server span (path, query, host, method, user agent, status) instead of an attributes dict
-made for it. Each fact's encoded tag is kept, keyed by the fact itself, so a span of a known
-route, host, client and status costs a few dictionary lookups: no attributes dict, no tag tuples.
+made for it. The whole encoded tag list is kept per distinct facts (one lookup for a route
+polled again by the same client), and each fact's encoded tag is kept, keyed by the fact itself,
+so new combinations of known values cost a few lookups: no attributes dict, no tag tuples.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from gatescope.tracing import HttpFacts, Span, settled
 
 FACT_CACHE_LIMIT = 1024  # values remembered per fact (paths, urls, hosts, agents, ...)
 # Longer values (a browser's user agent, a long query) are encoded every time: clients choose
-# them, and the caches must stay small whatever they send (~2 MB at most here).
+# them, and the caches must stay small whatever they send (~4 MB at most here, tag lists
+# included).
 CACHEABLE_FACT_LENGTH = 128
 # the attributes `settled` makes of the facts, in its order: one tag per fact (two for the path)
 HTTP_KEYS = ["http.path", "http.url", "http.host", "http.method", "http.user_agent",
@@ -26,20 +28,41 @@ class ServerSpanTags:
     """Encoded tags of server spans from their facts, in the order `settle` makes attributes."""
 
     def __init__(self, tag: Callable[[str, AttributeValue], bytes],
-                 span_tags: Callable[[SpanRecord], list[tuple[str, AttributeValue]]]) -> None:
+                 span_tags: Callable[[SpanRecord], list[tuple[str, AttributeValue]]],
+                 list_header: Callable[[int], bytes]) -> None:
         self._tag = tag
         self._span_tags = span_tags
+        self._list_header = list_header
         self._paths: dict[str, bytes] = {}
         self._urls: dict[str | tuple[str, bytes | str], bytes] = {}  # path, or (path, query)
         self._hosts: dict[bytes | str, bytes] = {}
         self._methods: dict[str, bytes] = {}
         self._agents: dict[bytes | str, bytes] = {}
         self._statuses: dict[int, tuple[bytes, ...]] = {}  # http.status_code, span.kind, status
+        self._blocks: dict[HttpFacts, bytes] = {}  # every fact at once -> the whole tag list
         self.problems = 0  # spans whose facts could not be made into tags, since last taken
         self.last_problem: Exception | None = None
 
-    def tags(self, span: Span, facts: HttpFacts) -> list[bytes]:
-        """The encoded tags of a server span whose facts are `facts`."""
+    def block(self, span: Span, facts: HttpFacts) -> bytes:
+        """A server span's whole tag list (list header, then the tags) from its facts: kept per
+        distinct facts (a route polled by the same client repeats all six), else made from
+        each fact's kept tag."""
+        try:
+            found = self._blocks.get(facts)
+            if found is not None and not span.attributes and span.kind == KIND_SERVER:
+                return found
+            tags = self._tags(span, facts)
+            block = b"".join((self._list_header(len(tags)), *tags))
+            if self._each_fact_kept(span, facts):
+                if len(self._blocks) >= FACT_CACHE_LIMIT:
+                    self._blocks.clear()
+                self._blocks[facts] = block
+            return block
+        except TypeError:  # a fact that cannot be a key (an odd type from a server): not kept
+            tags = self._encode(self.view(span))
+            return b"".join((self._list_header(len(tags)), *tags))
+
+    def _tags(self, span: Span, facts: HttpFacts) -> list[bytes]:
         path, query, host, method, agent, status = facts
         path_tag = self._paths.get(path)
         url_tag = self._urls.get((path, query) if query else path)
@@ -52,6 +75,13 @@ class ServerSpanTags:
                 or span.kind != KIND_SERVER:
             return self._learn(span, facts)
         return [path_tag, url_tag, host_tag, method_tag, agent_tag, *trailer]
+
+    def _each_fact_kept(self, span: Span, facts: HttpFacts) -> bool:
+        """Whether every fact's tag is kept (so the facts name the tags, and are short)."""
+        path, query, host, method, agent, status = facts
+        return not span.attributes and span.kind == KIND_SERVER and path in self._paths \
+            and ((path, query) if query else path) in self._urls and host in self._hosts \
+            and method in self._methods and agent in self._agents and status in self._statuses
 
     def take_problems(self) -> tuple[int, Exception | None]:
         """How many spans' facts could not be read since the last call, and the last reason."""
@@ -68,10 +98,13 @@ class ServerSpanTags:
             self.last_problem = exc
             return span
 
+    def _encode(self, view: SpanRecord) -> list[bytes]:
+        tag = self._tag
+        return [tag(key, value) for key, value in self._span_tags(view)]
+
     def _learn(self, span: Span, facts: HttpFacts) -> list[bytes]:
         view = self.view(span)
-        tag = self._tag
-        encoded = [tag(key, value) for key, value in self._span_tags(view)]
+        encoded = self._encode(view)
         if view is span or span.attributes or span.kind != KIND_SERVER \
                 or list(view.attributes) != HTTP_KEYS:
             return encoded  # the app's own attributes mix in: not one fact per tag

@@ -176,7 +176,7 @@ class CompactEncoder(_TagEncoder):
         # Timestamps of neighbouring spans share all but their low 14 bits: keep those bytes.
         self._high = -1
         self._high_bytes = b""
-        self._server = ServerSpanTags(self.tag, span_tags)
+        self._server = ServerSpanTags(self.tag, span_tags, _struct_list_header)
 
     def take_fact_problems(self) -> tuple[int, Exception | None]:
         """Server spans whose HTTP facts could not be made into tags since the last call, and
@@ -269,8 +269,10 @@ class CompactEncoder(_TagEncoder):
         ]
         facts = span.http_facts if tags is None and type(span) is Span else None
         if facts is not None:  # a server span's facts, not yet made into attributes
-            parts.extend(self._server.tags(span, facts))  # type: ignore[arg-type]
-        elif tags is None:  # span_tags' order, without building its list of pairs
+            parts[TAG_COUNT_AT] = self._server.block(span, facts)  # type: ignore[arg-type]
+            parts.append(b"\x00")
+            return b"".join(parts)
+        if tags is None:  # span_tags' order, without building its list of pairs
             cached = self._tags.get
             append = parts.append
             for key, value in span.attributes.items():
@@ -295,6 +297,10 @@ class CompactEncoder(_TagEncoder):
         """A `jaeger.Process` struct with the service name and no tags."""
         raw = _utf8(service_name)
         return b"\x18" + varint(len(raw)) + raw + b"\x00"
+
+
+def _struct_list_header(count: int) -> bytes:
+    return _STRUCT_LISTS[count] if count < 15 else list_header(count, 0x0C)
 
 
 def list_header(count: int, element_type: int) -> bytes:
