@@ -47,14 +47,21 @@ def main() -> None:
     from gatescope_jaeger.agent import AgentSender
     from gatescope_jaeger.thrift import BinaryEncoder, CompactEncoder
     from gatescope_zipkin.encoding import list_of_spans
+    from gatescope_zipkin.span_text import SpanTextEncoder
 
     spans = realistic_spans(SPANS)
     binary, compact = BinaryEncoder(), CompactEncoder()
     agent = AgentSender("127.0.0.1", 6831, "bench")
     endpoint = {"serviceName": "bench", "ipv4": "10.0.0.1", "port": 8080}
 
+    text = SpanTextEncoder(endpoint)
+
     def zipkin() -> None:
         for offset in range(0, SPANS, 1000):  # the core's default batch_size
+            text.body(spans[offset:offset + 1000])
+
+    def zipkin_dicts() -> None:
+        for offset in range(0, SPANS, 1000):
             list_of_spans(spans[offset:offset + 1000], endpoint)
 
     for label, run in (
@@ -62,7 +69,8 @@ def main() -> None:
          lambda: BinaryEncoder.batch("bench", [binary.span(s) for s in spans], 1)),
         ("jaeger agent (compact emitBatch packets)",
          lambda: list(agent.packets(compact.spans(spans)))),
-        ("zipkin (JSON v2 ListOfSpans)", zipkin),
+        ("zipkin (JSON v2 ListOfSpans, as the exporter writes it)", zipkin),
+        ("zipkin through dicts and json (the reference it matches)", zipkin_dicts),
     ):
         print(f"{label}: {best_rate(run, SPANS):,.0f} spans/s")
 

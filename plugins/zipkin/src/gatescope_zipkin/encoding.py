@@ -15,7 +15,7 @@ DESCRIPTION_TAG = "opencensus.status_description"
 ZERO_HIGH = "0" * 16
 
 # ASCII-only output is valid JSON even for strings holding lone surrogates
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def tag_text(value: Any) -> str:
@@ -76,4 +76,4 @@ def span_object(span: SpanRecord, local_endpoint: dict[str, Any]) -> dict[str, A
 def list_of_spans(spans: list[SpanRecord] | tuple[SpanRecord, ...],
                   local_endpoint: dict[str, Any]) -> bytes:
     """The POST body: a JSON array of v2 spans."""
-    return _dumps([span_object(span, local_endpoint) for span in spans]).encode("ascii")
+    return dumps([span_object(span, local_endpoint) for span in spans]).encode("ascii")

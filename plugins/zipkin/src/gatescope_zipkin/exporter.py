@@ -19,7 +19,7 @@ from gatescope import (
 from gatescope.http import Poster
 
 from gatescope_zipkin.config import ZipkinConfig
-from gatescope_zipkin.encoding import list_of_spans
+from gatescope_zipkin.span_text import SpanTextEncoder
 
 CONTENT_TYPE = "application/json"
 LOG_INTERVAL = 10.0  # seconds between two warnings about the same recurring failure
@@ -60,11 +60,15 @@ class ZipkinExporter(BaseExporter):
     signals: ClassVar[frozenset[str]] = frozenset({TRACES})
     config: ZipkinConfig
 
+    # server spans arrive with their router's raw HTTP facts; SpanTextEncoder makes the tags
+    settles_http_facts = True
+
     def __init__(self, config: ZipkinConfig, context: ExporterContext) -> None:
         super().__init__(config, context)
         self._warn = RateLimitedLog(self.log, LOG_INTERVAL)
         self._poster: Poster | None = None
         self.local_endpoint: dict[str, Any] = {"serviceName": config.service_name}
+        self._encoder = SpanTextEncoder(self.local_endpoint)
         self.spans_sent = 0  # spans the collector accepted (2xx)
         self.requests_sent = 0  # successful POSTs
 
@@ -76,13 +80,19 @@ class ZipkinExporter(BaseExporter):
             raise ExporterStartError(
                 f"zipkin: cannot resolve ip {self.config.ip!r} for the local endpoint: {exc}"
             ) from exc
+        self._encoder = SpanTextEncoder(self.local_endpoint)
         self._poster = Poster(self.config.collector_url, CONTENT_TYPE,
                               self.context.export_timeout, self._warn)
 
     def export_spans(self, spans: Sequence[SpanRecord]) -> None:
         if self._poster is None:
             raise ExportError("zipkin exporter is not started", retryable=False)
-        body = list_of_spans(list(spans), self.local_endpoint)
+        body = self._encoder.body(spans)
+        problems, last = self._encoder.take_problems()
+        if problems:
+            self._warn.warning("facts", "gatescope: zipkin could not make the HTTP tags of %d "
+                               "server spans (last: %r); they are sent without them",
+                               problems, last)
         self._poster.post(body)
         self.requests_sent += 1
         self.spans_sent += len(spans)
