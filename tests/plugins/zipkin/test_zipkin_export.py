@@ -77,7 +77,13 @@ def test_three_layer_request_end_to_end(gatescope_plugins, zipkin, backend, wire
     assert len({s["traceId"] for s in spans.values()}) == 1
     assert spans["/users/{id}"]["kind"] == "SERVER" and spans["/u/42"]["kind"] == "CLIENT"
     assert all(isinstance(v, str) for s in spans.values() for v in s.get("tags", {}).values())
-    assert spans["/users/{id}"]["tags"]["http.status_code"] == "200"
+    assert next(w for w in telemetry.pipeline.workers if w.name == "zipkin").settles_http_facts
+    server_tags = spans["/users/{id}"]["tags"]  # written from the router's facts by the exporter
+    assert server_tags == {"http.path": "/users/42", "http.url": "/users/42",
+                           "http.host": server_tags["http.host"], "http.method": "GET",
+                           "http.user_agent": server_tags["http.user_agent"],
+                           "http.status_code": "200"}
+    assert server_tags["http.host"] and server_tags["http.user_agent"]
     for span in spans.values():
         assert span["localEndpoint"] == {"serviceName": "gateway", "ipv4": "10.0.0.7", "port": 8080}
 
