@@ -280,3 +280,27 @@ def test_request_bytes_distribution_with_and_without_bodies(sizes):
     for size in sizes:
         expected[sum(1 for bound in SIZE_BOUNDS if bound <= size)] += 1
     assert list(value.bucket_counts) == expected
+
+
+def test_settled_views_copy_server_spans_and_count_unreadable_facts():
+    from gatescope.spans import KIND_SERVER, UNKNOWN, SpanRecord
+    from gatescope.tracing import SettledViews
+
+    def server(status: object) -> Span:
+        span = Span("/users/{id}", "4bf92f3577b34da6a3ce929d0e0e4736", None, KIND_SERVER,
+                    lambda s: None, "00f067aa0ba902b7")
+        span.http_facts = ("/users/42", b"a=1", b"h", "GET", b"curl", status)
+        return span
+
+    views = SettledViews()
+    fine, broken = server(500), server("five hundred")
+    view = views(fine)
+    assert view is not fine and fine.attributes == {} and fine.http_facts is not None
+    assert view.attributes["http.url"] == "/users/42?a=1" and view.status_code == UNKNOWN
+    assert views(broken) is broken and broken.attributes == {}
+    plain = SpanRecord("op", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7",
+                               None, 0, 1, 2, {})
+    assert views(plain) is plain
+    count, last = views.take_problems()
+    assert count == 1 and isinstance(last, TypeError)
+    assert views.take_problems() == (0, None)

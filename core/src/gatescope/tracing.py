@@ -179,6 +179,29 @@ def settled(span: SpanRecord) -> SpanRecord:
     return copy
 
 
+class SettledViews:
+    """`settled` for an exporter that settles its own spans (`settles_http_facts`): a span
+    whose facts cannot be read is kept as it is, and counted for the exporter to report."""
+
+    def __init__(self) -> None:
+        self.problems = 0
+        self.last_problem: Exception | None = None
+
+    def __call__(self, span: SpanRecord) -> SpanRecord:
+        try:
+            return settled(span)
+        except Exception as exc:  # reported by the exporter (`take_problems`), as the core does
+            self.problems += 1
+            self.last_problem = exc
+            return span
+
+    def take_problems(self) -> tuple[int, Exception | None]:
+        """Spans whose facts could not be read since the last call, and the last reason."""
+        taken = self.problems, self.last_problem
+        self.problems, self.last_problem = 0, None
+        return taken
+
+
 def settle(spans: Iterable[SpanRecord]) -> list[Exception]:
     """Turns server spans' raw HTTP facts into attributes and status, off the request path; a
     span whose facts cannot be read keeps what it has, and what went wrong is returned."""

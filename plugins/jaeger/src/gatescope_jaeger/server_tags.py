@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gatescope.spans import KIND_SERVER, AttributeValue, SpanRecord
-from gatescope.tracing import HttpFacts, Span, settled
+from gatescope.tracing import HttpFacts, SettledViews, Span
 
 FACT_CACHE_LIMIT = 1024  # values remembered per fact (paths, urls, hosts, agents, ...)
 # Longer values (a browser's user agent, a long query) are encoded every time: clients choose
@@ -40,8 +40,7 @@ class ServerSpanTags:
         self._agents: dict[bytes | str, bytes] = {}
         self._statuses: dict[int, tuple[bytes, ...]] = {}  # http.status_code, span.kind, status
         self._blocks: dict[HttpFacts, bytes] = {}  # every fact at once -> the whole tag list
-        self.problems = 0  # spans whose facts could not be made into tags, since last taken
-        self.last_problem: Exception | None = None
+        self.view = SettledViews()  # the span as settled; its problems, counted
 
     def block(self, span: Span, facts: HttpFacts) -> bytes:
         """A server span's whole tag list (list header, then the tags) from its facts: kept per
@@ -82,21 +81,6 @@ class ServerSpanTags:
         return not span.attributes and span.kind == KIND_SERVER and path in self._paths \
             and ((path, query) if query else path) in self._urls and host in self._hosts \
             and method in self._methods and agent in self._agents and status in self._statuses
-
-    def take_problems(self) -> tuple[int, Exception | None]:
-        """How many spans' facts could not be read since the last call, and the last reason."""
-        taken = self.problems, self.last_problem
-        self.problems, self.last_problem = 0, None
-        return taken
-
-    def view(self, span: SpanRecord) -> SpanRecord:
-        """The span with its facts made into attributes (a copy); unchanged if they cannot be."""
-        try:
-            return settled(span)
-        except Exception as exc:  # counted and reported by the exporter, as the core does
-            self.problems += 1
-            self.last_problem = exc
-            return span
 
     def _encode(self, view: SpanRecord) -> list[bytes]:
         tag = self._tag

@@ -181,7 +181,7 @@ class CompactEncoder(_TagEncoder):
     def take_fact_problems(self) -> tuple[int, Exception | None]:
         """Server spans whose HTTP facts could not be made into tags since the last call, and
         the last reason."""
-        return self._server.take_problems()
+        return self._server.view.take_problems()
 
     def view(self, span: SpanRecord) -> SpanRecord:
         """The span as its tags describe it (a server span's facts made into attributes)."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gatescope.spans import KIND_SERVER, OK, STATUS_NAMES, AttributeValue, SpanRecord
-from gatescope.tracing import HttpFacts, Span, settled
+from gatescope.tracing import HttpFacts, SettledViews, Span
 
 from gatescope_zipkin.encoding import (
     DESCRIPTION_TAG,
@@ -46,15 +46,8 @@ class SpanTextEncoder:
         self._names: dict[str, str] = {}
         self._tags: dict[tuple[str, type, AttributeValue], str] = {}
         self._facts: dict[HttpFacts, str] = {}
-        self.problems = 0  # server spans whose facts could not be made into tags, since taken
-        self.last_problem: Exception | None = None
-
-    def take_problems(self) -> tuple[int, Exception | None]:
-        """How many server spans' facts could not be read since the last call, and the last
-        reason (those spans are sent without their HTTP tags)."""
-        taken = self.problems, self.last_problem
-        self.problems, self.last_problem = 0, None
-        return taken
+        self._settled = SettledViews()  # server spans' facts that could not be read, counted
+        self.take_problems = self._settled.take_problems
 
     def body(self, spans: Sequence[SpanRecord]) -> bytes:
         """The POST body: a JSON array of v2 spans."""
@@ -81,15 +74,6 @@ class SpanTextEncoder:
 
     def _by_dict(self, span: SpanRecord) -> str:
         return dumps(span_object(self._settled(span), self.local_endpoint))
-
-    def _settled(self, span: SpanRecord) -> SpanRecord:
-        """The span as the other exporters see it; as it is if its facts cannot be read."""
-        try:
-            return settled(span)
-        except Exception as exc:  # counted and reported by the exporter, as the core does
-            self.problems += 1
-            self.last_problem = exc
-            return span
 
     def _name(self, name: str) -> str:
         text = dumps(name)
