@@ -80,8 +80,12 @@ def shapes(connection: Connection) -> dict[str, Callable[..., Any]]:
     async def partial_target(conn: Connection, message: dict[str, Any]) -> None:
         await conn.send(message)
 
+    def handing_back(message: dict[str, Any]) -> Any:  # an outer layer like gatescope's own
+        return connection.send(message)
+
     return {"method": connection.send, "object": connection, "function": function,
-            "partial": functools.partial(partial_target, connection)}
+            "partial": functools.partial(partial_target, connection),
+            "handing-back": handing_back}
 
 
 def scope(path: str) -> dict[str, Any]:
@@ -107,7 +111,7 @@ def serve(app: Any, path: str, send: Any) -> BaseException:
     return asyncio.run(run())
 
 
-SHAPES = ["method", "object", "function", "partial"]
+SHAPES = ["method", "object", "function", "partial", "handing-back"]
 
 
 def telemetry_for(make_telemetry: Any, kind: str) -> tuple[Any, int]:
@@ -142,6 +146,19 @@ def test_send_raising_oserror_is_recorded_as_client_closed(make_telemetry: Any, 
     assert statuses(telemetry) == {"499": 1}
     if rate:
         assert_span_status(telemetry, 499, CANCELLED)
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_two_router_layers_both_record_a_client_that_left(make_telemetry: Any,
+                                                           kind: str) -> None:
+    """The inner layer gets the outer one's send, a plain function handing back the server's
+    awaitable: its frame is never in the traceback."""
+    telemetry, _ = telemetry_for(make_telemetry, kind)
+    outer_telemetry, _ = telemetry_for(make_telemetry, kind)
+    app = outer_telemetry.asgi(telemetry.asgi(raw_app, endpoints=["/raw"]), endpoints=["/raw"])
+    exc = serve(app, "/raw", Connection(ok=1).send)
+    assert type(exc) is ConnectionResetError
+    assert statuses(telemetry) == statuses(outer_telemetry) == {"499": 1}
 
 
 @pytest.mark.parametrize("kind", sorted(CLASSES))

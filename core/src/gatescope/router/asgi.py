@@ -34,7 +34,7 @@ _WANTED = frozenset({
 
 # What a request's send wrapper learns, as indexes into its state list (a closure over a list
 # is called faster than an object's __call__, and this runs for every response message).
-STATUS, SENT, COMPLETE = range(3)
+STATUS, SENT, COMPLETE, SENDING = range(4)
 CHAIN_LIMIT = 8  # causes and contexts looked through for the send that failed
 ROUTE_CACHE_LIMIT = 10_000  # route objects remembered with their endpoint (apps have far fewer)
 
@@ -43,7 +43,8 @@ def _watch(send: Send, state: list[Any]) -> Send:
     """The send wrapper of one request: learns the status and counts body bytes as they pass.
 
     A plain function handing back the server's own awaitable: an `async def` wrapper would add a
-    coroutine per message. A send that fails is told apart by its traceback (`_failure`)."""
+    coroutine per message. The last awaitable is kept: a send that fails is told apart by its
+    code in the exception's traceback (`_failure`)."""
 
     def sending(message: Message) -> Awaitable[None]:
         kind = message["type"]
@@ -58,7 +59,8 @@ def _watch(send: Send, state: list[Any]) -> Send:
         elif kind == "http.response.pathsend":
             state[SENT] += os.path.getsize(message["path"])
             state[COMPLETE] = True
-        return send(message)
+        awaitable = state[SENDING] = send(message)
+        return awaitable
 
     return sending
 
@@ -75,10 +77,13 @@ def _code_of(send: Any) -> Any:
     return code
 
 
-def _left_while_sending(exc: BaseException, send: Send) -> bool:
-    """Whether `exc` is, or was caused by, an OSError raised inside `send`: servers say that the
-    client went away by raising from send (an OSError the app raised itself is its failure)."""
-    code = _code_of(send)
+def _left_while_sending(exc: BaseException, send: Send, sending: Any) -> bool:
+    """Whether `exc` is, or was caused by, an OSError raised inside `send` (`sending`: the
+    awaitable of its last call): servers say that the client went away by raising from send
+    (an OSError the app raised itself is its failure)."""
+    # the coroutine's own code: found even when `send` is a plain function handing back the
+    # awaitable of another (as `_watch` does), whose frame is never in the traceback
+    code = getattr(sending, "cr_code", None) or _code_of(send)
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < CHAIN_LIMIT:
@@ -95,10 +100,10 @@ def _left_while_sending(exc: BaseException, send: Send) -> bool:
     return False
 
 
-def _failure(exc: BaseException, send: Send) -> int:
+def _failure(exc: BaseException, send: Send, exchange: list[Any]) -> int:
     """The status recorded when the app raised: the client left (499) or the app failed (500)."""
-    return CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) or _left_while_sending(exc, send) \
-        else SERVER_ERROR
+    return CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) \
+        or _left_while_sending(exc, send, exchange[SENDING]) else SERVER_ERROR
 
 
 _LEAN_WANTED = _WANTED - {_HOST, _AGENT}
@@ -169,12 +174,12 @@ class TelemetryASGIMiddleware(RouterLayer):
         token = current.set(span) if span is not None else None
         # Mounts extend root_path in place; only naming the route needs the original.
         root_path = scope.get("root_path", "") if span is not None or self._tag_path else ""
-        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
+        exchange: list[Any] = [0, 0, False, None]  # STATUS, SENT, COMPLETE, SENDING
         failed = 0
         try:
             await self.app(scope, receive, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exc, send)
+            failed = _failure(exc, send, exchange)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
@@ -262,12 +267,12 @@ class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
                     await TelemetryASGIMiddleware.__call__(self, scope, receive, send)
                     return
         start = perf_counter_ns()
-        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
+        exchange: list[Any] = [0, 0, False, None]  # STATUS, SENT, COMPLETE, SENDING
         failed = 0
         try:
             await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exc, send)
+            failed = _failure(exc, send, exchange)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
@@ -311,12 +316,12 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
         span = Span(UNKNOWN_ROUTE, trace_id, None, KIND_SERVER, self._tracer.sink, span_id)
         token = current.set(span)
         root_path = scope.get("root_path", "")
-        exchange = [0, 0, False]  # STATUS, SENT, COMPLETE
+        exchange: list[Any] = [0, 0, False, None]  # STATUS, SENT, COMPLETE, SENDING
         failed = 0
         try:
             await self.app(scope, receive if counting is None else counting, _watch(send, exchange))
         except BaseException as exc:
-            failed = _failure(exc, send)
+            failed = _failure(exc, send, exchange)
             raise
         finally:
             elapsed_ns = perf_counter_ns() - start
