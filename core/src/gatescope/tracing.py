@@ -96,8 +96,9 @@ def new_ids() -> tuple[str, str]:
 
 
 # What a server span learned about its request, as raw as the server gave it: path, query
-# string, host, method, user agent, status. The export side turns it into attributes (`settle`).
-HttpFacts = tuple[str, bytes, bytes, str, bytes, int]
+# string, host, method, user agent, status (bytes from ASGI headers, text from a WSGI environ).
+# The export side turns it into attributes (`settle`).
+HttpFacts = tuple[str, bytes | str, bytes | str, str, bytes | str, int]
 
 
 class Span(SpanRecord):

@@ -18,6 +18,7 @@ FACTS = [
     ("/users/42", b"", b"gateway.local", "GET", b"curl/8.5", 200),
     ("/users/42", b"expand=1&x=%20", b"gateway.local", "GET", b"curl/8.5", 200),
     ("/users/42", b"", "gateway.local", "GET", "curl/8.5", 200),  # a server that gives str
+    ("/users/42", "expand=1", "gateway.local", "GET", "curl/8.5", 200),  # a WSGI environ's text
     ("/users/7", b"", b"other.local:8080", "POST", b"wrk/4.2", 404),
     ("/users/7", b"", b"other.local:8080", "POST", b"", 500),
     ("/users/7", b"", b"", "DELETE", b"\xe9t\xe9", 499),
@@ -179,3 +180,36 @@ def test_facts_that_cannot_be_keys_are_encoded_not_kept() -> None:
     assert encoder.spans(batch) == expected
     assert encoder.spans(batch) == expected
     assert list(encoder._server._blocks) == [FACTS[0]]
+
+
+def test_wsgi_requests_arrive_with_their_http_tags(gatescope_plugins, udp_listener, wire) -> None:
+    """The WSGI router leaves its facts as text (an environ has no bytes); the agent encoder
+    writes the same tags from them."""
+    telemetry = gatescope_plugins.telemetry(wire.layered_document(
+        {"agent_endpoint": udp_listener.address, "service_name": "gateway"}))
+    worker = next(w for w in telemetry.pipeline.workers if w.name == "jaeger")
+    assert worker.settles_http_facts
+
+    def app(environ: dict, start_response) -> list[bytes]:
+        status = "404 Not Found" if environ["PATH_INFO"] == "/gone" else "200 OK"
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wrapped = telemetry.wsgi(app)
+    requests = [("/users/42", "expand=1", "curl/8.5", 200), ("/users/42", "", "wrk/4.2", 200),
+                ("/gone", "", "curl/8.5", 404), ("/users/42", "expand=1", "curl/8.5", 200)]
+    for path, query, agent, _ in requests:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
+                   "HTTP_HOST": "gateway.local", "HTTP_USER_AGENT": agent,
+                   "SERVER_NAME": "gateway.local", "SERVER_PORT": "80",
+                   "wsgi.input": __import__("io").BytesIO(b""), "wsgi.url_scheme": "http"}
+        body = wrapped(environ, lambda status, headers, exc_info=None: None)
+        assert b"".join(body) == b"ok"
+        getattr(body, "close", lambda: None)()
+    assert telemetry.flush(5)
+    spans = udp_listener.wait_for_spans(len(requests))
+    got = [(wire.tags_of(s)["http.url"], wire.tags_of(s)["http.user_agent"],
+            wire.tags_of(s)["http.status_code"]) for s in spans]
+    assert got == [(f"{p}?{q}" if q else p, a, status) for p, q, a, status in requests]
+    assert all(wire.tags_of(s)["http.host"] == "gateway.local" for s in spans)
+    assert [wire.tags_of(s).get("error") for s in spans] == [None, None, True, None]

@@ -25,6 +25,7 @@ FACTS = [
     ("/users/42", b"", b"gateway.local", "GET", b"curl/8.5", 200),
     ("/users/42", b"expand=1&x=%22", b"gateway.local", "GET", b"curl/8.5", 200),
     ("/users/42", b"", "gateway.local", "GET", "curl/8.5", 200),  # a server that gives str
+    ("/users/42", "expand=1", "gateway.local", "GET", "curl/8.5", 200),  # a WSGI environ's text
     ("/users/7", b"", b"other:8080", "POST", b"", 404),
     ("/users/7", b"", b"", "DELETE", b"\xe9t\xe9 \"q\"", 499),
     ("/", b"q", b"gateway.local", "GET", b"curl/8.5", 500),

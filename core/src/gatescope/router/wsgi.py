@@ -181,16 +181,11 @@ class TelemetryWSGIMiddleware(RouterLayer):
                      STATUS_TEXT.get(status) or str(status), request_bytes, call.sent,
                      elapsed_ns / 1e6)
         if sampled and endpoint is not None:
-            path = environ.get("PATH_INFO", "")
-            query = environ.get("QUERY_STRING")
             span.name = endpoint.name
-            attributes = span.attributes
-            attributes["http.path"] = path
-            attributes["http.url"] = f"{path}?{query}" if query else path
-            attributes["http.host"] = host
-            attributes["http.method"] = environ.get("REQUEST_METHOD", "GET")
-            attributes["http.user_agent"] = environ.get("HTTP_USER_AGENT", "")
-            span.set_http_status(status)
+            # attributes and status are made from these on the export side (tracing.settle)
+            span.http_facts = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING") or "",
+                               host, environ.get("REQUEST_METHOD", "GET"),
+                               environ.get("HTTP_USER_AGENT", ""), status)
             span.end()
 
 
