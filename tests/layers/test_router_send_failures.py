@@ -83,9 +83,16 @@ def shapes(connection: Connection) -> dict[str, Callable[..., Any]]:
     def handing_back(message: dict[str, Any]) -> Any:  # an outer layer like gatescope's own
         return connection.send(message)
 
+    def raising_at_call(message: dict[str, Any]) -> Any:
+        """Fails before handing anything back; hands back another function's awaitable."""
+        if len(connection.sent) >= connection.ok:
+            raise ConnectionResetError("connection reset by peer")
+        connection.sent.append(message["type"])
+        return asyncio.sleep(0)
+
     return {"method": connection.send, "object": connection, "function": function,
             "partial": functools.partial(partial_target, connection),
-            "handing-back": handing_back}
+            "handing-back": handing_back, "raising-at-call": raising_at_call}
 
 
 def scope(path: str) -> dict[str, Any]:
@@ -111,7 +118,7 @@ def serve(app: Any, path: str, send: Any) -> BaseException:
     return asyncio.run(run())
 
 
-SHAPES = ["method", "object", "function", "partial", "handing-back"]
+SHAPES = ["method", "object", "function", "partial", "handing-back", "raising-at-call"]
 
 
 def telemetry_for(make_telemetry: Any, kind: str) -> tuple[Any, int]:

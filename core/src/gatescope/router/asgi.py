@@ -81,18 +81,19 @@ def _left_while_sending(exc: BaseException, send: Send, sending: Any) -> bool:
     """Whether `exc` is, or was caused by, an OSError raised inside `send` (`sending`: the
     awaitable of its last call): servers say that the client went away by raising from send
     (an OSError the app raised itself is its failure)."""
-    # the coroutine's own code: found even when `send` is a plain function handing back the
-    # awaitable of another (as `_watch` does), whose frame is never in the traceback
-    code = getattr(sending, "cr_code", None) or _code_of(send)
+    # The awaitable's own code is found even when `send` is a plain function handing back the
+    # awaitable of another (as `_watch` does), whose frame is never in the traceback; send's
+    # code, when it raised before handing anything back.
+    codes = {code for code in (getattr(sending, "cr_code", None), _code_of(send)) if code}
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < CHAIN_LIMIT:
         if isinstance(current, OSError):
-            if code is None:
+            if not codes:
                 return True  # a send without Python code (a C callable): cannot tell, say it left
             tb = current.__traceback__
             while tb is not None:
-                if tb.tb_frame.f_code is code:
+                if tb.tb_frame.f_code in codes:
                     return True
                 tb = tb.tb_next
         current = current.__cause__ or current.__context__
