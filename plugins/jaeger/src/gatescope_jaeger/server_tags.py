@@ -24,6 +24,11 @@ HTTP_KEYS = ["http.path", "http.url", "http.host", "http.method", "http.user_age
              "http.status_code"]
 
 
+def _url_key(path: str, query: bytes | str) -> str | tuple[str, bytes | str]:
+    """What `http.url` is kept under: the path alone when there is no query."""
+    return (path, query) if query else path
+
+
 class ServerSpanTags:
     """Encoded tags of server spans from their facts, in the order `settle` makes attributes."""
 
@@ -46,52 +51,54 @@ class ServerSpanTags:
         """A server span's whole tag list (list header, then the tags) from its facts: kept per
         distinct facts (a route polled by the same client repeats all six), else made from
         each fact's kept tag."""
+        if span.attributes or span.kind != KIND_SERVER:
+            return self._listed(self._encode(self.view(span)))  # the app's own attributes mix in
         try:
             found = self._blocks.get(facts)
-            if found is not None and not span.attributes and span.kind == KIND_SERVER:
+            if found is not None:
                 return found
-            tags = self._tags(span, facts)
-            block = b"".join((self._list_header(len(tags)), *tags))
-            if self._each_fact_kept(span, facts):
+            block = self._listed(self._tags(span, facts))
+            if self._each_fact_kept(facts):
                 if len(self._blocks) >= FACT_CACHE_LIMIT:
                     self._blocks.clear()
                 self._blocks[facts] = block
             return block
         except TypeError:  # a fact that cannot be a key (an odd type from a server): not kept
-            tags = self._encode(self.view(span))
-            return b"".join((self._list_header(len(tags)), *tags))
+            return self._listed(self._encode(self.view(span)))
+
+    def _listed(self, tags: list[bytes]) -> bytes:
+        return b"".join((self._list_header(len(tags)), *tags))
 
     def _tags(self, span: Span, facts: HttpFacts) -> list[bytes]:
         path, query, host, method, agent, status = facts
         path_tag = self._paths.get(path)
-        url_tag = self._urls.get((path, query) if query else path)
+        url_tag = self._urls.get(_url_key(path, query))
         host_tag = self._hosts.get(host)
         method_tag = self._methods.get(method)
         agent_tag = self._agents.get(agent)
         trailer = self._statuses.get(status)
         if path_tag is None or url_tag is None or host_tag is None or method_tag is None \
-                or agent_tag is None or trailer is None or span.attributes \
-                or span.kind != KIND_SERVER:
+                or agent_tag is None or trailer is None:
             return self._learn(span, facts)
         return [path_tag, url_tag, host_tag, method_tag, agent_tag, *trailer]
 
-    def _each_fact_kept(self, span: Span, facts: HttpFacts) -> bool:
+    def _each_fact_kept(self, facts: HttpFacts) -> bool:
         """Whether every fact's tag is kept (so the facts name the tags, and are short)."""
         path, query, host, method, agent, status = facts
-        return not span.attributes and span.kind == KIND_SERVER and path in self._paths \
-            and ((path, query) if query else path) in self._urls and host in self._hosts \
-            and method in self._methods and agent in self._agents and status in self._statuses
+        return path in self._paths and _url_key(path, query) in self._urls \
+            and host in self._hosts and method in self._methods and agent in self._agents \
+            and status in self._statuses
 
     def _encode(self, view: SpanRecord) -> list[bytes]:
         tag = self._tag
         return [tag(key, value) for key, value in self._span_tags(view)]
 
     def _learn(self, span: Span, facts: HttpFacts) -> list[bytes]:
+        """The tags of a span with no attributes of its own, each fact's tag kept."""
         view = self.view(span)
         encoded = self._encode(view)
-        if view is span or span.attributes or span.kind != KIND_SERVER \
-                or list(view.attributes) != HTTP_KEYS:
-            return encoded  # the app's own attributes mix in: not one fact per tag
+        if view is span or list(view.attributes) != HTTP_KEYS:
+            return encoded  # the facts could not be read, or settle made other attributes
         path, query, host, method, agent, status = facts
         caches = (self._paths, self._urls, self._hosts, self._methods, self._agents,
                   self._statuses)
@@ -102,7 +109,7 @@ class ServerSpanTags:
         if len(path) <= short:
             self._paths[path] = encoded[0]
             if len(path) + len(query) <= short:
-                self._urls[(path, query) if query else path] = encoded[1]
+                self._urls[_url_key(path, query)] = encoded[1]
         if len(host) <= short:
             self._hosts[host] = encoded[2]
         if len(method) <= short:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from functools import partial
 
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, OK, SpanRecord
 from gatescope.tracing import Span
@@ -176,7 +177,7 @@ class CompactEncoder(_TagEncoder):
         # Timestamps of neighbouring spans share all but their low 14 bits: keep those bytes.
         self._high = -1
         self._high_bytes = b""
-        self._server = ServerSpanTags(self.tag, span_tags, _struct_list_header)
+        self._server = ServerSpanTags(self.tag, span_tags, partial(list_header, element_type=0x0C))
 
     def take_fact_problems(self) -> tuple[int, Exception | None]:
         """Server spans whose HTTP facts could not be made into tags since the last call, and
@@ -297,10 +298,6 @@ class CompactEncoder(_TagEncoder):
         """A `jaeger.Process` struct with the service name and no tags."""
         raw = _utf8(service_name)
         return b"\x18" + varint(len(raw)) + raw + b"\x00"
-
-
-def _struct_list_header(count: int) -> bytes:
-    return _STRUCT_LISTS[count] if count < 15 else list_header(count, 0x0C)
 
 
 def list_header(count: int, element_type: int) -> bytes:
