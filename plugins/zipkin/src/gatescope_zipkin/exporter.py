@@ -68,7 +68,7 @@ class ZipkinExporter(BaseExporter):
         self._warn = RateLimitedLog(self.log, LOG_INTERVAL)
         self._poster: Poster | None = None
         self.local_endpoint: dict[str, Any] = {"serviceName": config.service_name}
-        self._encoder = SpanTextEncoder(self.local_endpoint)
+        self._encoder: SpanTextEncoder | None = None  # made at start, for the resolved endpoint
         self.spans_sent = 0  # spans the collector accepted (2xx)
         self.requests_sent = 0  # successful POSTs
 
@@ -85,15 +85,16 @@ class ZipkinExporter(BaseExporter):
                               self.context.export_timeout, self._warn)
 
     def export_spans(self, spans: Sequence[SpanRecord]) -> None:
-        if self._poster is None:
+        encoder, poster = self._encoder, self._poster
+        if encoder is None or poster is None:
             raise ExportError("zipkin exporter is not started", retryable=False)
-        body = self._encoder.body(spans)
-        problems, last = self._encoder.take_problems()
+        body = encoder.body(spans)
+        problems, last = encoder.take_problems()
         if problems:
             self._warn.warning("facts", "gatescope: zipkin could not make the HTTP tags of %d "
                                "server spans (last: %r); they are sent without them",
                                problems, last)
-        self._poster.post(body)
+        poster.post(body)
         self.requests_sent += 1
         self.spans_sent += len(spans)
 

@@ -20,10 +20,11 @@ from gatescope_zipkin.encoding import (
     DESCRIPTION_TAG,
     ERROR_TAG,
     KINDS,
-    ZERO_HIGH,
     dumps,
+    duration_us,
     span_object,
     tag_text,
+    trace_id_text,
 )
 
 CACHE_LIMIT = 1024  # tag objects kept per distinct facts; (key, value) tags; names
@@ -55,9 +56,7 @@ class SpanTextEncoder:
 
     def span(self, span: SpanRecord) -> str:
         """One v2 span as JSON text."""
-        trace, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
-        if len(trace) == 32 and trace.startswith(ZERO_HIGH):
-            trace = trace[16:]
+        trace, span_id, parent = trace_id_text(span.trace_id), span.span_id, span.parent_span_id
         if not (_plain(trace) and _plain(span_id) and (not parent or _plain(parent))):
             return self._by_dict(span)
         facts = span.http_facts if type(span) is Span else None
@@ -66,7 +65,7 @@ class SpanTextEncoder:
             return self._by_dict(span)
         name = self._names.get(span.name) or self._name(span.name)
         start = span.start_ns // 1000
-        took = max(1, (span.end_ns - span.start_ns + 500) // 1000)  # encoding.duration_us
+        took = duration_us(span)
         parent_field = ',"parentId":"' + parent + '"' if parent else ""
         return (f'{{"traceId":"{trace}","id":"{span_id}","name":{name},"timestamp":{start},'
                 f'"duration":{took}{self._endpoint}{parent_field}'
