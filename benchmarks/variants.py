@@ -125,7 +125,8 @@ def _floor_middleware(app: Any) -> Any:
 
 class _FloorTransport(httpx.AsyncBaseTransport):
     """The least a backend layer does on the wire: fresh ids in KrakenD's B3 headers plus W3C
-    traceparent (what gatescope sends), and the same response handed back."""
+    traceparent (what gatescope sends), taken off the request again once sent (as gatescope
+    does, so httpx's cookie handling does not copy them), and the same response handed back."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
@@ -133,11 +134,15 @@ class _FloorTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         ids = b"%048x" % random.getrandbits(192)
         trace, span = ids[:32], ids[32:]
-        request.headers._list.extend((  # httpx's raw header list: the cheapest way in
+        items = request.headers._list  # httpx's raw header list: the cheapest way in
+        items.extend((
             (b"X-B3-TraceId", b"x-b3-traceid", trace), (b"X-B3-SpanId", b"x-b3-spanid", span),
             (b"X-B3-Sampled", b"x-b3-sampled", b"0"),
             (b"traceparent", b"traceparent", b"00-%s-%s-00" % (trace, span))))
-        return await self._transport.handle_async_request(request)
+        try:
+            return await self._transport.handle_async_request(request)
+        finally:
+            del items[-4:]
 
 
 def _gatescope(rate: int, sink: Sink | None, export_process: bool = False) -> Any:

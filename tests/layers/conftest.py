@@ -21,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # for layer_helpers (importlib m
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """GET /bytes/<n> -> n bytes; /status/<code>; anything else -> JSON of the headers seen."""
+    """GET /bytes/<n> -> n bytes; /status/<code>; /redirect/<path> -> 302 to /<path>; anything
+    else -> JSON of the headers seen."""
 
     protocol_version = "HTTP/1.1"
     seen: list[dict[str, str]] = []
+    raw: list[list[tuple[str, str]]] = []  # every header line, repeats kept
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -37,18 +39,26 @@ class _Upstream(BaseHTTPRequestHandler):
                 if size == 0:
                     break
         type(self).seen.append({k.lower(): v for k, v in self.headers.items()})
+        type(self).raw.append([(k.lower(), v) for k, v in self.headers.items()])
         parts = self.path.split("?")[0].strip("/").split("/")
         status = 200
+        extra: list[tuple[str, str]] = []
         if parts[0] == "bytes":
             body = b"x" * int(parts[1])
         elif parts[0] == "status":
             status = int(parts[1])
+            body = b""
+        elif parts[0] == "redirect":
+            status = 302
+            extra.append(("Location", "/" + "/".join(parts[1:])))
             body = b""
         else:
             body = json.dumps({"path": self.path, "headers": type(self).seen[-1]}).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/json")
+        for name, value in extra:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -68,10 +78,15 @@ class Upstream(LocalHTTPServer):
     def seen(self) -> list[dict[str, str]]:
         return _Upstream.seen
 
+    @property
+    def raw(self) -> list[list[tuple[str, str]]]:
+        return _Upstream.raw
+
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
     _Upstream.seen = []
+    _Upstream.raw = []
     server = Upstream()
     yield server
     server.close()

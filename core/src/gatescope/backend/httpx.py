@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -34,7 +34,13 @@ def _text(value: bytes, headers: httpx.Headers) -> str:
         return value.decode(headers.encoding)
 
 
-def _begin(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
+# What `_begin` put on a request, to take back off: the raw list and the entries, or the names.
+Added = tuple[list[tuple[bytes, bytes, bytes]], tuple[tuple[bytes, bytes, bytes], ...]] | \
+    tuple[httpx.Headers, tuple[str, ...]] | None
+
+
+def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
+    """Start the call and put the propagation headers on the request, saying what was added."""
     headers = request.headers
     if not _RAW_LIST:
         return _begin_public(layer, request)
@@ -60,17 +66,19 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
             return None
         if call.span is not None:
             call.describe(str(url), "" if agent is None else _text(agent, headers))
-    if clash:  # replace what the caller set, as `headers[name] = value` would
-        for name, text in call.headers:
-            headers[name] = text
+    added: Added
+    if clash:
+        added = _set_by_name(headers, call)
     else:
-        items.extend(call.raw_headers())
+        entries = call.raw_headers()
+        items.extend(entries)
+        added = (items, entries)
     if length is None and not isinstance(request.stream, httpx.ByteStream):
         request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
-    return call
+    return call, added
 
 
-def _begin_public(layer: ClientLayer, request: httpx.Request) -> ClientCall | None:
+def _begin_public(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
     headers = request.headers
     length = headers.get("content-length")
     url = request.url
@@ -79,11 +87,42 @@ def _begin_public(layer: ClientLayer, request: httpx.Request) -> ClientCall | No
                        int(length) if length is not None and length.isdigit() else 0)
     if call is None:
         return None
-    for name, value in call.headers:
-        headers[name] = value
+    added = _set_by_name(headers, call)
     if length is None and not isinstance(request.stream, httpx.ByteStream):
         request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
-    return call
+    return call, added
+
+
+def _set_by_name(headers: httpx.Headers, call: ClientCall) -> Added:
+    """Set each header as `headers[name] = value` would: one the caller set is replaced, and
+    keeps this call's value afterwards; only the names that were absent come off again."""
+    fresh = []
+    for name, value in call.headers:
+        if name not in headers:
+            fresh.append(name)
+        headers[name] = value
+    return headers, tuple(fresh)
+
+
+def _withdraw(added: Added) -> None:
+    """Take the propagation headers off the request once they are on the wire.
+
+    httpx then copies every request header for its cookie jar, looking each name up through the
+    whole list (quadratic: ~3 µs per header here), and a redirect copies them into the next
+    request, which gets its own. What the caller set stays; the headers sent are in the span."""
+    if added is None:
+        return
+    target, entries = added
+    if isinstance(target, list):
+        count = len(entries)
+        if len(target) >= count and target[-1] is entries[-1] and target[-count] is entries[0]:
+            del target[-count:]
+        else:  # something inside the transport added headers after ours
+            ours = {id(entry) for entry in entries}
+            target[:] = [entry for entry in target if id(entry) not in ours]
+    else:
+        for name in cast("tuple[str, ...]", entries):  # mypy cannot narrow a tuple union
+            target.pop(name, None)
 
 
 class _CountingRequestStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -181,14 +220,17 @@ class TelemetryTransport(httpx.BaseTransport):
         self._layer = ClientLayer(kit)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        call = _begin(self._layer, request)
-        if call is None:
+        begun = _begin(self._layer, request)
+        if begun is None:
             return self._transport.handle_request(request)
+        call, added = begun
         try:
             response = self._transport.handle_request(request)
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
+        finally:
+            _withdraw(added)
         return _counted(response, call)
 
     def close(self) -> None:
@@ -205,14 +247,17 @@ class AsyncTelemetryTransport(httpx.AsyncBaseTransport):
         self._layer = ClientLayer(kit)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = _begin(self._layer, request)
-        if call is None:
+        begun = _begin(self._layer, request)
+        if begun is None:
             return await self._transport.handle_async_request(request)
+        call, added = begun
         try:
             response = await self._transport.handle_async_request(request)
         except BaseException as exc:
             call.finish(0, 0, exc)
             raise
+        finally:
+            _withdraw(added)
         return _counted(response, call)
 
     async def aclose(self) -> None:
