@@ -36,7 +36,7 @@ def _text(value: bytes, headers: httpx.Headers) -> str:
 
 # What `_begin` put on a request, to take back off: the raw list and the entries, or the names.
 Added = tuple[list[tuple[bytes, bytes, bytes]], tuple[tuple[bytes, bytes, bytes], ...]] | \
-    tuple[httpx.Headers, tuple[str, ...]] | None
+    tuple[httpx.Headers, tuple[str, ...]]
 
 
 def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
@@ -107,11 +107,9 @@ def _set_by_name(headers: httpx.Headers, call: ClientCall) -> Added:
 def _withdraw(added: Added) -> None:
     """Take the propagation headers off the request once they are on the wire.
 
-    httpx then copies every request header for its cookie jar, looking each name up through the
-    whole list (quadratic: ~3 µs per header here), and a redirect copies them into the next
-    request, which gets its own. What the caller set stays; the headers sent are in the span."""
-    if added is None:
-        return
+    After the transport returns, httpx copies every request header for its cookie jar, looking
+    each name up through the whole list (quadratic: ~3 µs per header here), and a redirect copies
+    them into the next request, which gets its own. What the caller set stays."""
     target, entries = added
     if isinstance(target, list):
         count = len(entries)
