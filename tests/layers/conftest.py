@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # for layer_helpers (importlib m
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """GET /bytes/<n> -> n bytes; /status/<code>; /redirect/<path> -> 302 to /<path>; anything
-    else -> JSON of the headers seen."""
+    """GET /bytes/<n> -> n bytes; /truncated/<n> -> n bytes announced, half sent, connection
+    closed; /status/<code>; /redirect/<path> -> 302 to /<path>; anything else -> JSON of the
+    headers seen."""
 
     protocol_version = "HTTP/1.1"
     seen: list[dict[str, str]] = []
@@ -43,6 +44,15 @@ class _Upstream(BaseHTTPRequestHandler):
         parts = self.path.split("?")[0].strip("/").split("/")
         status = 200
         extra: list[tuple[str, str]] = []
+        if parts[0] == "truncated":
+            announced = int(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Length", str(announced))
+            self.end_headers()
+            self.wfile.write(b"x" * (announced // 2))
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if parts[0] == "bytes":
             body = b"x" * int(parts[1])
         elif parts[0] == "status":
