@@ -60,7 +60,8 @@ def test_export_aggregation_and_memory_sections(results: dict) -> None:
     assert {r["exporter"] for r in results["export"]} == {"jaeger", "zipkin"}
     assert all(r["spans_per_s"] > 0 and r["dropped"] == 0 for r in results["export"])
     assert [r["tag_sets"] for r in results["record"]] == [1, 100, 10_000]
-    assert all(r["us_per_record"] > 0 for r in results["record"])
+    assert all(r["us_per_record"] > 0 and r["us_per_record_multiprocess"] > 0
+               for r in results["record"])
     assert results["render_ms"] > 0
     assert results["rss"] and all(r["rss_mib"] > 0 for r in results["rss"])
 
