@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from gatescope import multiproc
-from gatescope.folding import fold_batch
+from gatescope.folding import fold_batch, fold_records
 from gatescope.metrics import (
     COUNT,
     DISTRIBUTION,
@@ -243,8 +243,13 @@ class LayerRecorder:
         alone between two requests' worth of other code costs ~3x what it costs in a batch), and
         lets builtins do the per-value work of a shape's many records (`folding`).
         """
+        record = (host, path, method, status, request_bytes, response_bytes, latency_ms)
+        if self.batch == 1:  # rows in a shared file: written through at once, nothing queued
+            with self._lock:
+                fold_records((record,), self._cells, self._cell, self._bounds)
+            return
         pending = self._pending
-        pending.append((host, path, method, status, request_bytes, response_bytes, latency_ms))
+        pending.append(record)
         if len(pending) >= self.batch:
             with self._lock:
                 self._fold()
