@@ -9,6 +9,8 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from gatescope import hookimpl
+from gatescope.filters import LayerFilter
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, NOT_FOUND, OK, UNKNOWN
 from gatescope.tracing import current
 from layer_helpers import rows, spans_of, tag_keys
@@ -259,3 +261,25 @@ def test_layers_switched_off(gatescope_plugins: Any, upstream: Any) -> None:
     assert "x-b3-traceid" not in upstream.seen[-1]
     assert rows(telemetry.metrics(), "client/completed_count") == {}
     assert telemetry.pipe("/x").enabled is False
+
+
+class SkipsStatusCalls:
+    @hookimpl
+    def gatescope_layer_filters(self, config: Any) -> list[LayerFilter]:
+        return [LayerFilter("backend", lambda path: not path.startswith("/status/"))]
+
+
+@pytest.mark.parametrize("sample_rate", [0, 100])
+def test_backend_filter_leaves_matching_calls_alone(gatescope_plugins: Any, make_telemetry: Any,
+                                                    upstream: Any, sample_rate: int) -> None:
+    gatescope_plugins.register(SkipsStatusCalls(), "skips-status")
+    telemetry = make_telemetry(sample_rate=sample_rate)
+    with telemetry.httpx_client(base_url=upstream.url) as client:
+        assert client.get("/status/204").status_code == 204
+        assert client.get("/bytes/3").content == b"xxx"
+    assert rows(telemetry.metrics(), "client/completed_count") == {("GET", "200"): 1}
+    skipped, kept = upstream.seen
+    assert "traceparent" not in skipped and "x-b3-traceid" not in skipped
+    assert kept["traceparent"].startswith("00-")
+    assert [s.name for s in spans_of(telemetry) if s.kind == KIND_CLIENT] == \
+        (["/bytes/3"] if sample_rate else [])

@@ -141,7 +141,7 @@ class ClientLayer:
         """Start a call (None when the backend layer is off for it) and pick the ids to inject;
         the caller sets the span's attributes with `describe` when `call.span` is not None."""
         allow = self.allow
-        if allow is None or not allow(path):
+        if allow is None or (allow is not allow_all and not allow(path)):  # no per-call no-op
             return None
         parent = current.get()
         span: Span | None = None
