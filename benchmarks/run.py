@@ -91,11 +91,12 @@ def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
                                                     chunk=min(5000, size["export_spans"])))
                              for name in ("jaeger", "zipkin")]
     if "stats" in sections:
-        results["record"] = [asdict(statsbench.record_cost(n, size["record_calls"]))
-                             for n in (1, 100, 10_000)]
-        results["render_ms"] = statsbench.render_ms(1000, size["render_repeats"])
-        results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
-            size["rss_requests"])]
+        with pinning.pinned():
+            results["record"] = [asdict(statsbench.record_cost(n, size["record_calls"]))
+                                 for n in (1, 100, 10_000)]
+            results["render_ms"] = statsbench.render_ms(1000, size["render_repeats"])
+            results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
+                size["rss_requests"])]
     if "breakdown" in sections:
         requests = size["breakdown_requests"]
         results["threads"] = [asdict(breakdown.thread_split(scenario, variant, requests))
@@ -240,6 +241,8 @@ def report(results: dict[str, Any], command: str) -> str:
         out += [f"Over HTTP: skipped: {results['http_skipped']}", ""]
     if "export" in results:
         out += ["## Export worker (sample_rate 100, receivers in their own process)", "",
+                "This process, its export worker included, runs on one CPU; the receiver beside "
+                "it.", "",
                 "| exporter | spans | spans/s | µs/span | lost | RSS growth KiB |",
                 "|---|---:|---:|---:|---:|---:|"]
         for row in results["export"]:
