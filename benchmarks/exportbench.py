@@ -41,19 +41,18 @@ def run(name: str, spans: int, chunk: int = 5000) -> ExportRow:
     document = {"version": 3, "name": "bench", "extra_config": {"telemetry/opencensus": {
         "sample_rate": 100, "exporters": {name: _exporter(name, sink.port)}}}}
     telemetry = Telemetry.from_dict(document)
-    tracer = telemetry.tracer
     try:
         with pinned():  # this process (its export worker too) on one CPU, the receiver beside
-            measured = _drive(name, telemetry, tracer, spans, chunk)
+            measured = _drive(name, telemetry, spans, chunk)
     finally:
         telemetry.shutdown(10)
         sink.close()
     return ExportRow(name, spans, *measured)
 
 
-def _drive(name: str, telemetry: Any, tracer: Any, spans: int,
-           chunk: int) -> tuple[float, float, int, int]:
+def _drive(name: str, telemetry: Any, spans: int, chunk: int) -> tuple[float, float, int, int]:
     """(spans/s, µs per span, spans lost, RSS growth KiB) for `spans` handed over in chunks."""
+    tracer = telemetry.tracer
     rss_before = 0
     elapsed = 0.0
     done = 0
