@@ -221,11 +221,15 @@ def test_records_from_racing_threads_are_all_folded():
     assert stats.server.folded() == {}
 
 
-def test_multiprocess_rows_are_written_at_once(tmp_path):
+def test_multiprocess_records_are_in_the_file_at_once(tmp_path):
+    from gatescope import multiproc
+
     stats = Stats(multiprocess_dir=str(tmp_path))
-    assert stats.server.batch == 1  # other workers read the file: nothing may wait in memory
     stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
-    assert not stats.server._pending
+    assert len(stats.server._pending) == 1  # not folded yet: other workers read it in the ring
+    found = multiproc.read_process_file(stats.store.path)
+    assert found.rows["opencensus.io/http/server/request_count"] == {(): [1.0]}
+    assert found.rows["opencensus.io/http/server/response_bytes"][()][:5] == [1, 10, 100, 10, 10]
     assert _count(stats) == 1
 
 

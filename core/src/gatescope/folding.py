@@ -3,7 +3,8 @@
 A record is (host, path, method, status, request bytes, response bytes, latency ms); its shape
 is the first four. A cell holds every view's row for one shape (`stats.LayerRecorder._cell`):
 (count rows, the request, response and latency distribution rows, the aggregators that fold the
-shape into their overflow row). A distribution row is [count, sum, sum of squares, min, max,
+shape into their overflow row, and in multi-process mode its ring entry's head and its rows'
+places in the file). A distribution row is [count, sum, sum of squares, min, max,
 bucket 0, bucket 1, ...], bucket k holding bounds[k-1] <= v < bounds[k].
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 Shape = tuple[str, str, str, str]
 Record = tuple[str, str, str, str, float, float, float]
-Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[Any, ...]]
+Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[Any, ...], Any]
 Bounds = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
 
 # Records of one shape worth folding as columns: below it, builtins' set-up costs more than
@@ -66,7 +67,7 @@ def fold_batch(batch: Sequence[Record], cells: dict[Shape, Cell],
 def fold_shape(cell: Cell, count: int, columns: Sequence[tuple[float, ...]],
                bounds: Bounds) -> None:
     """`count` records of one shape: each measure's values as a column."""
-    counts, request_row, response_row, latency_row, folded = cell
+    counts, request_row, response_row, latency_row, folded, _ = cell
     for row in counts:
         row[0] += count
     fold_column(request_row, columns[0], count, bounds[0])
@@ -111,7 +112,7 @@ def fold_records(records: Sequence[Record], cells: dict[Shape, Cell],
     for host, path, method, status, request_bytes, response_bytes, latency_ms in records:
         values = (host, path, method, status)
         cell = cells.get(values) or cell_of(values)
-        counts, request_row, response_row, latency_row, folded = cell
+        counts, request_row, response_row, latency_row, folded, _ = cell
         for row in counts:
             row[0] += 1
         row, v = request_row, request_bytes

@@ -1,7 +1,8 @@
 """Stats rows shared by N worker processes: per-process mmap files, summed at snapshot time.
 
-With `GATESCOPE_MULTIPROC_DIR` set, every process writes its view rows in place into its own
-memory-mapped file (`<pid>-<token>.gsdb`), so nothing is lost when a worker is killed: the kernel
+With `GATESCOPE_MULTIPROC_DIR` set, every process keeps its view rows in its own memory-mapped
+file (`<pid>-<token>.gsdb`), each record written at once as a ring entry folded into the rows a
+batch at a time (`gatescope.journal`), so nothing is lost when a worker is killed: the kernel
 keeps the written pages. A snapshot sums the files of every process, live or dead. Files of dead
 processes are compacted into `archive.json` under a directory lock; the archive lists the files
 it absorbed, so a file is never counted twice even if its removal is interrupted.
@@ -12,199 +13,34 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import mmap
 import os
-import secrets
-import struct
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
 
-from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, MetricsSnapshot, View, ViewData
+from gatescope.metrics import COUNT, MetricsSnapshot, ViewData
+from gatescope.statsfile import (
+    ENV_DIR,
+    SUFFIX,
+    ProcessFile,
+    Totals,
+    read_process_file,
+    view_from_json,
+    view_to_json,
+)
 
-ENV_DIR = "GATESCOPE_MULTIPROC_DIR"
-SUFFIX = ".gsdb"
+__all__ = ["ARCHIVE", "ENV_DIR", "SUFFIX", "Archive", "Directory", "ProcessFile", "PushLeadership",
+           "Totals", "configured_directory", "directory_lock", "pid_alive", "read_process_file"]
+
 ARCHIVE = "archive.json"
 LOCK = ".lock"
 PUSH_LOCK = "push.lock"  # flock held by the one process whose exporters push the summed totals
-MAGIC = b"GSDB0001"
-HEADER = 16  # u64 bytes used (written last: the commit), 8-byte magic
-INITIAL_SIZE = 1 << 16
-_USED = struct.Struct("=Q")
-_ENTRY = struct.Struct("=II")  # metadata length, number of doubles
 
 log = logging.getLogger("gatescope.multiproc")
-
-Rows = dict[str, dict[tuple[str, ...], list[float]]]
 
 
 def configured_directory() -> str | None:
     """The multi-process directory from the environment, or None for single-process mode."""
     return os.environ.get(ENV_DIR) or None
-
-
-class ProcessFile:
-    """This process's append-only row file; each row is a view of doubles written in place."""
-
-    def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        self.directory = directory
-        self.name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
-        self.path = os.path.join(directory, self.name)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "r+b", buffering=0)
-        self._maps: list[mmap.mmap] = []  # every mapping stays alive: rows are views into them
-        self._map: mmap.mmap | None = None
-        self._capacity = 0
-        self._used = HEADER
-        self._lock = threading.Lock()
-        self._views: set[str] = set()
-        self._grow(INITIAL_SIZE)
-        assert self._map is not None
-        self._map[8:16] = MAGIC
-        self._map[0:8] = _USED.pack(self._used)
-
-    def _grow(self, needed: int) -> None:
-        capacity = max(INITIAL_SIZE, self._capacity * 2)
-        while capacity < needed:
-            capacity *= 2
-        os.ftruncate(self._file.fileno(), capacity)
-        self._map = mmap.mmap(self._file.fileno(), capacity)
-        self._maps.append(self._map)
-        self._capacity = capacity
-
-    def _append(self, meta: Any, values: Sequence[float]) -> memoryview[float]:
-        encoded = json.dumps(meta, separators=(",", ":")).encode()
-        pad = -(_ENTRY.size + len(encoded)) % 8
-        body = _ENTRY.size + len(encoded) + pad
-        size = body + 8 * len(values)
-        with self._lock:
-            if self._used + size > self._capacity:
-                self._grow(self._used + size)
-            mapping = self._map
-            assert mapping is not None
-            pos = self._used
-            mapping[pos:pos + body] = _ENTRY.pack(len(encoded), len(values)) + encoded + b" " * pad
-            start = pos + body
-            end = start + 8 * len(values)
-            mapping[start:end] = struct.pack(f"={len(values)}d", *values)
-            self._used += size
-            mapping[0:8] = _USED.pack(self._used)  # commit: readers see the entry from now on
-        doubles: memoryview[float] = memoryview(mapping)[start:end].cast("d")
-        return doubles
-
-    def define(self, view: View, start_ns: int) -> None:
-        """Record a view's description once, so any process can render rows it never saw."""
-        if view.name in self._views:
-            return
-        self._views.add(view.name)
-        self._append(["view", _view_to_json(view), start_ns], ())
-
-    def row(self, view: View, key: tuple[str, ...], initial: Sequence[float]) -> memoryview[float]:
-        """A new row of `view`; the returned doubles live in the shared file."""
-        return self._append(["row", view.name, list(key)], initial)
-
-
-def _view_to_json(view: View) -> dict[str, Any]:
-    return {"name": view.name, "description": view.description, "unit": view.unit,
-            "aggregation": view.aggregation, "tag_keys": list(view.tag_keys),
-            "bounds": list(view.bounds), "measure": view.measure}
-
-
-def _view_from_json(data: dict[str, Any]) -> View:
-    return View(data["name"], data["description"], data["unit"], data["aggregation"],
-                tuple(data["tag_keys"]), tuple(data["bounds"]), data.get("measure", ""))
-
-
-class Totals:
-    """Views and rows summed over any number of process files and the archive."""
-
-    def __init__(self) -> None:
-        self.views: dict[str, View] = {}
-        self.start_ns: dict[str, int] = {}
-        self.rows: Rows = {}
-
-    def add_view(self, view: View, start_ns: int) -> None:
-        self.views.setdefault(view.name, view)
-        known = self.start_ns.get(view.name)
-        self.start_ns[view.name] = start_ns if known is None else min(known, start_ns)
-
-    def add_row(self, name: str, key: tuple[str, ...], values: Sequence[float]) -> None:
-        rows = self.rows.setdefault(name, {})
-        current = rows.get(key)
-        if current is None:
-            rows[key] = list(values)
-        elif len(current) == 1:
-            current[0] += values[0]
-        else:
-            current[0] += values[0]
-            current[1] += values[1]
-            current[2] += values[2]
-            current[3] = min(current[3], values[3])
-            current[4] = max(current[4], values[4])
-            for index in range(5, len(current)):
-                current[index] += values[index]
-
-    def merge(self, other: Totals) -> None:
-        for name, view in other.views.items():
-            self.add_view(view, other.start_ns[name])
-        for name, rows in other.rows.items():
-            for key, values in rows.items():
-                self.add_row(name, key, values)
-
-    def view_data(self, order: Sequence[View]) -> list[ViewData]:
-        """ViewData for `order` first (this process's views), then views only other files had."""
-        names = [v.name for v in order] + [n for n in self.views if n not in {v.name for v in order}]
-        known = {v.name: v for v in order}
-        out = []
-        for name in names:
-            view = known.get(name) or self.views[name]
-            rows = self.rows.get(name, {})
-            start = self.start_ns.get(name, 0)
-            width = len(view.tag_keys)
-            kept = {key: _value(view, values) for key, values in rows.items() if len(key) == width}
-            if len(kept) != len(rows):
-                log.warning("gatescope: %d rows of %s have other tag keys than this process "
-                            "(workers sharing %s run different configs); not exported",
-                            len(rows) - len(kept), name, ENV_DIR)
-            out.append(ViewData(view, start, kept))
-        return out
-
-
-def _value(view: View, values: Sequence[float]) -> int | float | DistributionValue:
-    if view.aggregation == COUNT:
-        return int(values[0])
-    if view.aggregation != DISTRIBUTION:
-        return values[0]
-    buckets = tuple(int(v) for v in values[5:])
-    count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
-    total, squares = values[1], values[2]
-    ssd = max(0.0, squares - total * total / count) if count else 0.0
-    return DistributionValue(count, total, values[3] if count else 0.0,
-                             values[4] if count else 0.0, ssd, buckets)
-
-
-def read_process_file(path: str) -> Totals:
-    """Parse one process file; entries past the committed length are ignored."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    totals = Totals()
-    if len(data) < HEADER or data[8:16] != MAGIC:
-        raise ValueError(f"{path} is not a gatescope multi-process file")
-    used = min(_USED.unpack_from(data, 0)[0], len(data))
-    pos = HEADER
-    while pos + _ENTRY.size <= used:
-        meta_len, count = _ENTRY.unpack_from(data, pos)
-        meta = json.loads(data[pos + _ENTRY.size:pos + _ENTRY.size + meta_len])
-        start = pos + _ENTRY.size + meta_len + (-(_ENTRY.size + meta_len) % 8)
-        values = struct.unpack_from(f"={count}d", data, start)
-        pos = start + 8 * count
-        if meta[0] == "view":
-            totals.add_view(_view_from_json(meta[1]), int(meta[2]))
-        else:
-            totals.add_row(meta[1], tuple(meta[2]), values)
-    return totals
 
 
 def pid_alive(pid: int) -> bool:
@@ -251,7 +87,7 @@ class Archive:
             doc = json.load(handle)
         totals = Totals()
         for view, start in doc["views"]:
-            totals.add_view(_view_from_json(view), int(start))
+            totals.add_view(view_from_json(view), int(start))
         for name, key, values in doc["rows"]:
             totals.add_row(name, tuple(key), values)
         self.totals, self.absorbed, self._stamp = totals, frozenset(doc["absorbed"]), stamp
@@ -264,7 +100,7 @@ class Archive:
         doc = {
             "version": 1,
             "absorbed": sorted(self.absorbed | set(names)),
-            "views": [[_view_to_json(v), totals.start_ns[n]] for n, v in totals.views.items()],
+            "views": [[view_to_json(v), totals.start_ns[n]] for n, v in totals.views.items()],
             "rows": [[name, list(key), values] for name, rows in totals.rows.items()
                      for key, values in rows.items()],
         }

@@ -1,12 +1,14 @@
 """KrakenD's default views and gatescope's own lock-light aggregation of them.
 
 Rows are plain lists in a single process. With `GATESCOPE_MULTIPROC_DIR` set (gunicorn, uvicorn
-`--workers N`), rows are double arrays inside this process's mmap file (`gatescope.multiproc`):
-the record path is the same code, and snapshots sum every worker's file.
+`--workers N`), rows are double arrays inside this process's mmap file (`gatescope.multiproc`),
+each record is written at once as a ring entry beside them (`gatescope.journal`) and folded in
+batches by the same code, and snapshots sum every worker's file.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections import deque
@@ -16,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from gatescope import multiproc
+from gatescope import journal, multiproc
 from gatescope.folding import fold_batch, fold_records
 from gatescope.metrics import (
     COUNT,
@@ -112,7 +114,7 @@ def _key_getter(indexes: tuple[int, ...]) -> Callable[[tuple[str, ...]], tuple[s
 class ViewAggregator:
     """Rows of one view; mutated only under its group's lock."""
 
-    __slots__ = ("bounds", "cap", "folded", "key_of", "nbuckets", "overflow", "rows",
+    __slots__ = ("bounds", "cap", "folded", "key_of", "nbuckets", "offsets", "overflow", "rows",
                  "start_ns", "store", "value", "view")
 
     def __init__(self, view: View, indexes: tuple[int, ...], value: int | None, cap: int,
@@ -123,6 +125,7 @@ class ViewAggregator:
         self.bounds = view.bounds
         self.nbuckets = len(view.bounds) + 1
         self.rows: dict[tuple[str, ...], Any] = {}  # list, or doubles in the mmap file
+        self.offsets: dict[tuple[str, ...], int] = {}  # in the mmap file: where each row is
         self.cap = cap
         self.overflow = (OVERFLOW_TAG_VALUE,) * len(indexes)
         self.folded = 0
@@ -134,6 +137,7 @@ class ViewAggregator:
         self.store = store
         if store is not None:
             self.rows = {}
+            self.offsets = {}
             self.folded = 0
             store.define(self.view, self.start_ns)
 
@@ -147,7 +151,7 @@ class ViewAggregator:
         row: Any = [0] if self.value is None else \
             [0, 0.0, 0.0, float("inf"), float("-inf")] + [0] * self.nbuckets
         if self.store is not None:
-            row = self.store.row(self.view, key, row)
+            self.offsets[key], row = self.store.row(self.view, key, row)
         self.rows[key] = row
         return key, row
 
@@ -170,11 +174,18 @@ class ViewAggregator:
 # (at least twice the tag-set cap); beyond it the cache restarts: rows are kept, only the
 # shortcuts to them are dropped, so memory stays flat under unbounded raw values.
 MIN_CELLS = 4096
-# Records queued per recorder before they are folded together (single-process mode).
+# Records queued per recorder before they are folded together.
 RECORD_BATCH = 256
+# Multi-process mode: a batch with more shapes than this folds mostly record by record, which
+# costs as much as writing each record through at once, plus the ring entry and the undo copy;
+# the next `DIRECT_RECORDS` records are then written through (measured: `statsbench`).
+SCATTERED_SHAPES = 32
+DIRECT_RECORDS = 32 * RECORD_BATCH
 
 # A cell: every view's row for one raw record shape, resolved once (`folding.Cell`).
-_Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[ViewAggregator, ...]]
+_Cell = tuple[tuple[Any, ...], Any, Any, Any, tuple[ViewAggregator, ...],
+              tuple[bytes, tuple[tuple[int, int], ...]] | None]
+_SHAPE = itemgetter(0, 1, 2, 3)
 
 
 class LayerRecorder:
@@ -203,34 +214,55 @@ class LayerRecorder:
         self._cells: dict[tuple[str, str, str, str], _Cell] = {}
         self._max_cells = max(MIN_CELLS, 2 * cap)
         # Records not folded yet. Bounded by `batch` (plus one per thread racing the check);
-        # with rows in a shared file other workers read, every record is folded at once.
+        # with rows in a shared file other workers read, each is also in the file's ring.
         self._pending: deque[tuple[str, str, str, str, float, float, float]] = deque()
-        self.batch = 1 if store is not None else RECORD_BATCH
+        self.batch = RECORD_BATCH
+        self._journal = self._ring(store)
+        self._direct = 0  # records still to write through at once (multi-process mode)
+
+    def _ring(self, store: multiproc.ProcessFile | None) -> journal.Journal | None:
+        if store is None:
+            return None
+        counts = sum(1 for agg in self.views if agg.value is None)
+        lengths = [1 if agg.value is None else 5 + agg.nbuckets for agg in self.views]
+        return store.journal(counts, len(self.views), journal.undo_size(lengths, RECORD_BATCH))
 
     def _cell(self, values: tuple[str, str, str, str]) -> _Cell:
         """Resolve (creating rows as needed, under the cap) every view's row for `values`."""
         counts: list[Any] = []
         distributions: list[Any] = [None, None, None]
         folded: list[ViewAggregator] = []
+        count_at: list[int] = []
+        distribution_at = [0, 0, 0]
         for agg in self.views:
             key = agg.key_of(values)
             row = agg.rows.get(key)
             if row is None:
                 if len(agg.rows) >= agg.cap:
                     folded.append(agg)  # counted per record below, not once per cell
-                    row = agg.rows.get(agg.overflow)
+                    key = agg.overflow
+                    row = agg.rows.get(key)
                     if row is None:
-                        _, row = agg.new_row(key)
+                        key, row = agg.new_row(key)
                         agg.folded -= 1
                 else:
-                    _, row = agg.new_row(key)
+                    key, row = agg.new_row(key)
+            offset = agg.offsets.get(key, 0)
             if agg.value is None:
                 counts.append(row)
+                count_at.append(offset)
             else:
                 distributions[agg.value] = row
-        cell: _Cell = (tuple(counts), *distributions, tuple(folded))
+                distribution_at[agg.value] = offset
+        entry = None
+        if self._journal is not None:  # the ring entry's head: every row's offset, in order
+            at = count_at + distribution_at
+            entry = (struct.pack(f"={len(at)}Q", *at),
+                     tuple((offset, len(row)) for offset, row in zip(at, counts + distributions,
+                                                                   strict=True)))
+        cell: _Cell = (tuple(counts), *distributions, tuple(folded), entry)
         cells = self._cells
-        if len(cells) >= self._max_cells:
+        if len(cells) >= self._max_cells and self._journal is None:  # (a ring's fold clears it)
             cells.clear()
         cells[values] = cell
         return cell
@@ -244,9 +276,20 @@ class LayerRecorder:
         lets builtins do the per-value work of a shape's many records (`folding`).
         """
         record = (host, path, method, status, request_bytes, response_bytes, latency_ms)
-        if self.batch == 1:  # rows in a shared file: written through at once, nothing queued
+        ring = self._journal
+        if ring is not None:  # rows in a shared file: the record goes to its ring at once
             with self._lock:
-                fold_records((record,), self._cells, self._cell, self._bounds)
+                if self._direct:  # scattered shapes: written through at once, as a ring fold would
+                    self._direct -= 1
+                    fold_records((record,), self._cells, self._cell, self._bounds)
+                    return
+                values = (host, path, method, status)
+                cell = self._cells.get(values) or self._cell(values)
+                ring.append(cell[5][0], request_bytes, response_bytes, latency_ms)  # type: ignore[index]
+                pending = self._pending
+                pending.append(record)
+                if len(pending) >= self.batch:
+                    self._fold_ring(ring)
             return
         pending = self._pending
         pending.append(record)
@@ -257,10 +300,33 @@ class LayerRecorder:
     def _fold(self) -> None:
         """Folds the queued records (`folding.fold_batch`); under the lock. Records appended
         while this runs stay queued for the next fold."""
+        if self._journal is not None:
+            self._fold_ring(self._journal)
+            return
         pending = self._pending
         popleft = pending.popleft
         fold_batch([popleft() for _ in range(len(pending))], self._cells, self._cell,
                    self._bounds)
+
+    def _fold_ring(self, ring: journal.Journal) -> None:
+        """Folds the ring's records into the file's rows, the rows they touch saved first
+        (`journal.Journal.begin_fold`); under the lock."""
+        pending, cells = self._pending, self._cells
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        touched: dict[int, int] = {}
+        shapes = dict.fromkeys(map(_SHAPE, batch))
+        for shape in shapes:
+            touched.update(cells[shape][5][1])  # type: ignore[index]
+        ring.begin_fold(list(touched.items()))
+        fold_batch(batch, cells, self._cell, self._bounds)
+        ring.end_fold(len(batch))
+        if len(shapes) > SCATTERED_SHAPES:
+            self._direct = DIRECT_RECORDS
+        if len(cells) >= self._max_cells:
+            cells.clear()
 
     def snapshot(self) -> list[ViewData]:
         with self._lock:
@@ -277,10 +343,11 @@ class LayerRecorder:
         self._lock = threading.Lock()
         if store is not None:
             self._pending.clear()  # the parent folds its own; these rows go to a fresh file
-            self.batch = 1
             self._cells = {}  # the cached rows belong to the parent's file
             for agg in self.views:
                 agg.attach(store)
+            self._journal = self._ring(store)
+            self._direct = 0
 
 
 class Stats:

@@ -1,0 +1,280 @@
+"""One worker's stats file: the format every process writes its rows and rings in, and reads.
+
+A file is a header (u64 bytes used, written last as the commit; 8-byte magic; each ring's
+control word and written count) and then append-only entries: a view's description, a row of
+doubles, or a ring (`gatescope.journal`). Rows are written in place; readers copy the file and
+sum what it holds (`Totals`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import os
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gatescope import journal
+from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, View, ViewData
+
+ENV_DIR = "GATESCOPE_MULTIPROC_DIR"
+SUFFIX = ".gsdb"
+MAGIC_V1 = b"GSDB0001"  # rows only, written through record by record
+MAGIC = b"GSDB0002"
+RINGS = 4  # ring control slots in the header
+# u64 bytes used (written last: the commit), 8-byte magic, each ring's control word and count
+HEADER = 16 + RINGS * journal.CONTROL_WORDS * 8
+HEADER_V1 = 16
+INITIAL_SIZE = 1 << 16
+RING_SLOTS = 512  # entries per ring: twice the records a recorder lets wait for a fold
+READ_ATTEMPTS = 200  # copies of a file tried before its rings are taken as unreadable
+_USED = struct.Struct("=Q")
+_ENTRY = struct.Struct("=II")  # metadata length, number of doubles
+
+log = logging.getLogger("gatescope.multiproc")
+
+Rows = dict[str, dict[tuple[str, ...], list[float]]]
+
+
+class ProcessFile:
+    """This process's append-only row file; each row is a view of doubles written in place."""
+
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.name = f"{os.getpid()}-{secrets.token_hex(6)}{SUFFIX}"
+        self.path = os.path.join(directory, self.name)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "r+b", buffering=0)
+        self._maps: list[mmap.mmap] = []  # every mapping stays alive: rows are views into them
+        self._map: mmap.mmap | None = None
+        self._capacity = 0
+        self._used = HEADER
+        self._lock = threading.Lock()
+        self._views: set[str] = set()
+        self._rings = 0
+        self._grow(INITIAL_SIZE)
+        assert self._map is not None
+        # The header as u64 words, through the first mapping (kept for the file's life).
+        self._words: memoryview[int] = memoryview(self._map)[:HEADER].cast("Q")
+        self._map[8:16] = MAGIC
+        self._map[0:8] = _USED.pack(self._used)
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(INITIAL_SIZE, self._capacity * 2)
+        while capacity < needed:
+            capacity *= 2
+        os.ftruncate(self._file.fileno(), capacity)
+        self._map = mmap.mmap(self._file.fileno(), capacity)
+        self._maps.append(self._map)
+        self._capacity = capacity
+
+    def _append(self, meta: Any, values: Sequence[float] = (), space: int = 0) -> tuple[int, mmap.mmap]:
+        """Add an entry (metadata, its doubles, then `space` zero bytes); its data offset and map."""
+        encoded = json.dumps(meta, separators=(",", ":")).encode()
+        pad = -(_ENTRY.size + len(encoded)) % 8
+        body = _ENTRY.size + len(encoded) + pad
+        size = body + 8 * len(values) + space
+        with self._lock:
+            if self._used + size > self._capacity:
+                self._grow(self._used + size)
+            mapping = self._map
+            assert mapping is not None
+            pos = self._used
+            mapping[pos:pos + body] = _ENTRY.pack(len(encoded), len(values) + space // 8) \
+                + encoded + b" " * pad
+            start = pos + body
+            if values:
+                mapping[start:start + 8 * len(values)] = struct.pack(f"={len(values)}d", *values)
+            self._used += size  # the space past `used` was never written: it reads as zeros
+            mapping[0:8] = _USED.pack(self._used)  # commit: readers see the entry from now on
+        return start, mapping
+
+    def define(self, view: View, start_ns: int) -> None:
+        """Record a view's description once, so any process can render rows it never saw."""
+        if view.name in self._views:
+            return
+        self._views.add(view.name)
+        self._append(["view", view_to_json(view), start_ns])
+
+    def row(self, view: View, key: tuple[str, ...],
+            initial: Sequence[float]) -> tuple[int, memoryview[float]]:
+        """A new row of `view`: its offset in the file and its doubles, which live there."""
+        start, mapping = self._append(["row", view.name, list(key)], initial)
+        doubles: memoryview[float] = memoryview(mapping)[start:start + 8 * len(initial)].cast("d")
+        return start, doubles
+
+    def journal(self, counts: int, rows: int, undo_bytes: int) -> journal.Journal:
+        """A ring for records touching `rows` rows each, the first `counts` of them count rows."""
+        slot = self._rings
+        if slot >= RINGS:
+            raise RuntimeError(f"a stats file holds at most {RINGS} rings")
+        self._rings += 1
+        undo_bytes += -undo_bytes % 8
+        ring_bytes = RING_SLOTS * journal.entry_size(rows)
+        start, _ = self._append(["ring", slot, counts, rows, RING_SLOTS, undo_bytes], (),
+                                ring_bytes + undo_bytes)
+        return journal.Journal(self._words, 2 + slot * journal.CONTROL_WORDS, self._latest,
+                               start, rows, RING_SLOTS, start + ring_bytes, undo_bytes)
+
+    def _latest(self) -> mmap.mmap:
+        assert self._map is not None
+        return self._map
+
+
+def view_to_json(view: View) -> dict[str, Any]:
+    return {"name": view.name, "description": view.description, "unit": view.unit,
+            "aggregation": view.aggregation, "tag_keys": list(view.tag_keys),
+            "bounds": list(view.bounds), "measure": view.measure}
+
+
+def view_from_json(data: dict[str, Any]) -> View:
+    return View(data["name"], data["description"], data["unit"], data["aggregation"],
+                tuple(data["tag_keys"]), tuple(data["bounds"]), data.get("measure", ""))
+
+
+class Totals:
+    """Views and rows summed over any number of process files and the archive."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, View] = {}
+        self.start_ns: dict[str, int] = {}
+        self.rows: Rows = {}
+
+    def add_view(self, view: View, start_ns: int) -> None:
+        self.views.setdefault(view.name, view)
+        known = self.start_ns.get(view.name)
+        self.start_ns[view.name] = start_ns if known is None else min(known, start_ns)
+
+    def add_row(self, name: str, key: tuple[str, ...], values: Sequence[float]) -> None:
+        rows = self.rows.setdefault(name, {})
+        current = rows.get(key)
+        if current is None:
+            rows[key] = list(values)
+        elif len(current) == 1:
+            current[0] += values[0]
+        else:
+            current[0] += values[0]
+            current[1] += values[1]
+            current[2] += values[2]
+            current[3] = min(current[3], values[3])
+            current[4] = max(current[4], values[4])
+            for index in range(5, len(current)):
+                current[index] += values[index]
+
+    def merge(self, other: Totals) -> None:
+        for name, view in other.views.items():
+            self.add_view(view, other.start_ns[name])
+        for name, rows in other.rows.items():
+            for key, values in rows.items():
+                self.add_row(name, key, values)
+
+    def view_data(self, order: Sequence[View]) -> list[ViewData]:
+        """ViewData for `order` first (this process's views), then views only other files had."""
+        names = [v.name for v in order] + [n for n in self.views if n not in {v.name for v in order}]
+        known = {v.name: v for v in order}
+        out = []
+        for name in names:
+            view = known.get(name) or self.views[name]
+            rows = self.rows.get(name, {})
+            start = self.start_ns.get(name, 0)
+            width = len(view.tag_keys)
+            kept = {key: _value(view, values) for key, values in rows.items() if len(key) == width}
+            if len(kept) != len(rows):
+                log.warning("gatescope: %d rows of %s have other tag keys than this process "
+                            "(workers sharing %s run different configs); not exported",
+                            len(rows) - len(kept), name, ENV_DIR)
+            out.append(ViewData(view, start, kept))
+        return out
+
+
+def _value(view: View, values: Sequence[float]) -> int | float | DistributionValue:
+    if view.aggregation == COUNT:
+        return int(values[0])
+    if view.aggregation != DISTRIBUTION:
+        return values[0]
+    buckets = tuple(int(v) for v in values[5:])
+    count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
+    total, squares = values[1], values[2]
+    ssd = max(0.0, squares - total * total / count) if count else 0.0
+    return DistributionValue(count, total, values[3] if count else 0.0,
+                             values[4] if count else 0.0, ssd, buckets)
+
+
+def read_process_file(path: str) -> Totals:
+    """Parse one process file: rows plus its rings' entries not folded yet, at one instant.
+
+    The rings' control words are read before and after the copy, through a mapping (one aligned
+    load each): when no fold started or ended in between, the copy's rows and the ring entries
+    counted before it agree."""
+    with open(path, "rb") as handle:
+        try:
+            header = mmap.mmap(handle.fileno(), HEADER, prot=mmap.PROT_READ)
+        except ValueError:  # shorter than a header: a file from before rings, or a new one
+            return _parse(path, handle.read(), [])
+        with header, memoryview(header) as view, view.cast("Q") as words:
+            for attempt in range(READ_ATTEMPTS):
+                before = _controls(words)
+                handle.seek(0)
+                data = handle.read()
+                if data[8:16] != MAGIC or [c for c, _ in _controls(words)] == [c for c, _ in before]:
+                    return _parse(path, data, before)
+                time.sleep(0 if attempt < 10 else 0.001)  # a fold takes ~0.1 ms
+    raise ValueError(f"{path} was folding through {READ_ATTEMPTS} reads")
+
+
+def _controls(words: memoryview[int]) -> list[tuple[int, int]]:
+    """Each ring's (control word, entries written), loaded in that order: every entry the
+    control word counts as folded was written before it."""
+    out = []
+    for slot in range(RINGS):
+        at = 2 + slot * journal.CONTROL_WORDS
+        control = words[at]
+        out.append((control, words[at + 1]))
+    return out
+
+
+def _parse(path: str, data: bytes, controls: list[tuple[int, int]]) -> Totals:
+    if len(data) < HEADER_V1 or data[8:16] == bytes(8):
+        return Totals()  # a file its process is still creating: nothing recorded yet
+    if data[8:16] not in (MAGIC, MAGIC_V1):
+        raise ValueError(f"{path} is not a gatescope multi-process file")
+    pos = HEADER_V1 if data[8:16] == MAGIC_V1 else HEADER
+    used = min(_USED.unpack_from(data, 0)[0], len(data))
+    totals = Totals()
+    bounds: dict[str, Sequence[float]] = {}
+    rows: dict[int, tuple[str, tuple[str, ...], list[float]]] = {}
+    rings: dict[int, journal.RingLayout] = {}
+    while pos + _ENTRY.size <= used:
+        meta_len, count = _ENTRY.unpack_from(data, pos)
+        meta = json.loads(data[pos + _ENTRY.size:pos + _ENTRY.size + meta_len])
+        start = pos + _ENTRY.size + meta_len + (-(_ENTRY.size + meta_len) % 8)
+        pos = start + 8 * count
+        if meta[0] == "view":
+            view = view_from_json(meta[1])
+            totals.add_view(view, int(meta[2]))
+            bounds[view.name] = view.bounds
+        elif meta[0] == "ring":
+            slot, counts, width, capacity = meta[1:5]
+            rings[slot] = journal.RingLayout(counts, width, capacity, start,
+                                             start + capacity * journal.entry_size(width))
+        else:
+            rows[start] = (meta[1], tuple(meta[2]), list(struct.unpack_from(f"={count}d", data, start)))
+    if rings:
+        values = {offset: row[2] for offset, row in rows.items()}
+        row_bounds = {offset: bounds[row[0]] for offset, row in rows.items()}
+        try:
+            for slot, layout in rings.items():
+                control, written = controls[slot]
+                journal.replay(data, layout, control, written, values, row_bounds)
+        except (KeyError, struct.error) as exc:
+            raise ValueError(f"{path} has a ring entry for no row of the file ({exc!r})") from exc
+        rows = {offset: (name, key, values[offset]) for offset, (name, key, _) in rows.items()}
+    for name, key, doubles in rows.values():
+        totals.add_row(name, key, doubles)
+    return totals
