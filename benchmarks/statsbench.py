@@ -53,9 +53,18 @@ def _record_cost(tag_sets: int, records: int, multiprocess_dir: str | None) -> f
     return statistics.median(samples)
 
 
-def render_ms(tag_sets: int = 1000, repeats: int = 20) -> float:
-    """Median ms to snapshot and render every view as Prometheus text with `tag_sets` paths."""
-    stats = Stats(TagOptions(path=True, method=True, status=True), max_tag_sets=tag_sets + 10)
+def render_ms(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False) -> float:
+    """Median ms to snapshot and render every view as Prometheus text with `tag_sets` paths
+    (`multiprocess`: rows in a shared file, the snapshot reading it back)."""
+    if multiprocess:
+        with tempfile.TemporaryDirectory() as directory:
+            return _render_ms(tag_sets, repeats, directory)
+    return _render_ms(tag_sets, repeats, None)
+
+
+def _render_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None) -> float:
+    stats = Stats(TagOptions(path=True, method=True, status=True), max_tag_sets=tag_sets + 10,
+                  multiprocess_dir=multiprocess_dir)
     for i in range(tag_sets):
         stats.server.record("", f"/items/{i}", "GET", "200", 10, 120, 1.5 + i % 50)
         stats.client.record("", f"/up/{i}", "GET", "200", 10, 120, 1.5 + i % 50)

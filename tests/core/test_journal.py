@@ -225,3 +225,39 @@ def test_a_file_from_before_rings_is_still_read(tmp_path: Any) -> None:
     shared.server.record("h", "/new", "GET", "200", 0.0, 1.0, 1.0)
     assert shared.snapshot().view(COUNT).rows == {("/old", "GET", "200"): 7,
                                                  ("/new", "GET", "200"): 1}
+
+
+def test_a_reader_kept_between_reads_parses_each_entry_once(tmp_path: Any) -> None:
+    shared = Stats(TAGS, multiprocess_dir=str(tmp_path))
+    reader = statsfile.FileReader(shared.store.path)
+    first = _records(300, 3, seed=10)
+    for record in first:
+        shared.server.record(*record)
+    got = MetricsSnapshot(0, tuple(reader.read().view_data(shared.views())))
+    assert_same(got, _reference(first))
+    rows_before = len(reader._rows)
+    more = _records(400, 9, seed=11)  # new paths: new rows appended after the first read
+    for record in more:
+        shared.server.record(*record)
+    got = MetricsSnapshot(0, tuple(reader.read().view_data(shared.views())))
+    assert_same(got, _reference(first + more))
+    offsets = [offset for offset, *_ in reader._rows]
+    assert len(offsets) == len(set(offsets)) > rows_before  # the new rows, each parsed once
+    assert_same(MetricsSnapshot(0, tuple(reader.read().view_data(shared.views()))),
+                _reference(first + more))
+
+
+def test_the_directory_keeps_a_reader_per_live_file_only(tmp_path: Any) -> None:
+    shared = Stats(TAGS, multiprocess_dir=str(tmp_path))
+    shared.server.record("h", "/a", "GET", "200", 0.0, 1.0, 1.0)
+
+    def worker() -> bool:
+        shared.reset_after_fork()
+        shared.server.record("h", "/b", "GET", "200", 0.0, 1.0, 1.0)
+        return True
+
+    assert exit_code(fork_child(worker)) == 0
+    assert shared.snapshot().view(COUNT).rows == {("/a", "GET", "200"): 1, ("/b", "GET", "200"): 1}
+    assert list(shared.directory._readers) == [shared.store.name]  # the dead file was absorbed
+    shared.server.record("h", "/a", "GET", "200", 0.0, 1.0, 1.0)
+    assert shared.snapshot().view(COUNT).rows == {("/a", "GET", "200"): 2, ("/b", "GET", "200"): 1}

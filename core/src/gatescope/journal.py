@@ -127,16 +127,18 @@ def add_sample(values: list[float], value: float, bounds: Sequence[float]) -> No
 
 
 def replay(data: bytes, layout: RingLayout, control: int, written: int,
-           rows: dict[int, list[float]], bounds: dict[int, Sequence[float]]) -> None:
-    """Bring `rows` (doubles by file offset, read from `data`) to what `control` and `written`
-    say: rows a fold was changing as they were before it, then every entry not folded added."""
+           rows: dict[int, tuple[str, tuple[str, ...], list[float]]],
+           bounds: dict[str, Sequence[float]]) -> None:
+    """Bring `rows` ((view, key, doubles) by file offset, read from `data`) to what `control` and
+    `written` say: rows a fold was changing as they were before it, then every entry not folded
+    added (`bounds`: each view's)."""
     folded = control >> 1
     if control & 1:  # mid-fold: the undo area holds every row the fold changes, as it was
         (count,) = _U64.unpack_from(data, layout.undo_at)
         index = struct.unpack_from(f"{2 * count}Q", data, layout.undo_at + 8)  # native, as written
         at = layout.undo_at + 8 + 16 * count
         for offset, length in zip(index[::2], index[1::2], strict=True):
-            rows[offset] = list(struct.unpack_from(f"={length}d", data, at))
+            rows[offset][2][:] = struct.unpack_from(f"={length}d", data, at)
             at += 8 * length
     if not 0 <= written - folded <= layout.capacity:
         raise ValueError(f"ring at {layout.ring_at} claims {written - folded} unfolded entries "
@@ -147,6 +149,7 @@ def replay(data: bytes, layout: RingLayout, control: int, written: int,
     for index_ in range(folded, written):
         fields = entry.unpack_from(data, layout.ring_at + index_ % layout.capacity * size)
         for offset in fields[:counts]:
-            rows[offset][0] += 1
+            rows[offset][2][0] += 1
         for offset, value in zip(fields[counts:layout.rows], fields[layout.rows:], strict=True):
-            add_sample(rows[offset], value, bounds[offset])
+            name, _, doubles = rows[offset]
+            add_sample(doubles, value, bounds[name])

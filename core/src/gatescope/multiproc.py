@@ -21,6 +21,7 @@ from gatescope.metrics import COUNT, MetricsSnapshot, ViewData
 from gatescope.statsfile import (
     ENV_DIR,
     SUFFIX,
+    FileReader,
     ProcessFile,
     Totals,
     read_process_file,
@@ -126,6 +127,7 @@ class Directory:
     def __init__(self, path: str) -> None:
         self.path = path
         self.archive = Archive(path)
+        self._readers: dict[str, FileReader] = {}  # by file name: what each one parsed so far
 
     def collect(self) -> Totals:
         """Sum live and dead processes; compact the dead ones into the archive."""
@@ -135,24 +137,32 @@ class Directory:
             totals.merge(self.archive.totals)
             dead_names: list[str] = []
             dead = Totals()
+            readers = self._readers
+            self._readers = {}
             for entry in os.scandir(self.path):
                 if not entry.name.endswith(SUFFIX):
                     continue
                 if entry.name in self.archive.absorbed:
                     _remove(entry.path)  # absorbed earlier; its removal was interrupted
                     continue
+                reader = self._readers[entry.name] = readers.get(entry.name) \
+                    or FileReader(entry.path)
+                pid = entry.name.split("-", 1)[0]
+                alive = not pid.isdigit() or pid_alive(int(pid))
                 try:
-                    found = read_process_file(entry.path)
+                    # A live worker's rows go straight into the sum; a dead one's to the archive too.
+                    found = reader.read(totals if alive else None)
                 except (OSError, ValueError) as exc:
                     log.warning("gatescope: skipping unreadable stats file %s: %s", entry.name, exc)
                     continue
-                totals.merge(found)
-                pid = entry.name.split("-", 1)[0]
-                if pid.isdigit() and not pid_alive(int(pid)):
+                if not alive:
+                    totals.merge(found)
                     dead_names.append(entry.name)
                     dead.merge(found)
             if dead_names:
                 self.archive.absorb(dead_names, dead)
+                for name in dead_names:
+                    del self._readers[name]
         return totals
 
 

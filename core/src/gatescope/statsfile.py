@@ -8,6 +8,7 @@ sum what it holds (`Totals`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import mmap
@@ -198,7 +199,7 @@ def _value(view: View, values: Sequence[float]) -> int | float | DistributionVal
         return int(values[0])
     if view.aggregation != DISTRIBUTION:
         return values[0]
-    buckets = tuple(int(v) for v in values[5:])
+    buckets = tuple(map(int, values[5:]))
     count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
     total, squares = values[1], values[2]
     ssd = max(0.0, squares - total * total / count) if count else 0.0
@@ -207,25 +208,108 @@ def _value(view: View, values: Sequence[float]) -> int | float | DistributionVal
 
 
 def read_process_file(path: str) -> Totals:
-    """Parse one process file: rows plus its rings' entries not folded yet, at one instant.
+    """Rows plus the rings' entries not folded yet of one process file, at one instant."""
+    return FileReader(path).read()
 
-    The rings' control words are read before and after the copy, through a mapping (one aligned
-    load each): when no fold started or ended in between, the copy's rows and the ring entries
-    counted before it agree."""
-    with open(path, "rb") as handle:
+
+class FileReader:
+    """Reads one process file again and again. Entries are append-only and never rewritten, so
+    those parsed once are kept: a read decodes only the rows' doubles and what is new.
+
+    The rings' control words are loaded before and after each copy of the file, through a
+    mapping (one aligned load each): when no fold started or ended in between, the copy's rows
+    and the ring entries counted before it agree."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+        self._forget(b"")
+
+    def _forget(self, magic: bytes) -> None:
+        self._magic = magic
+        self._parsed = HEADER_V1 if magic == MAGIC_V1 else HEADER
+        self._views: list[tuple[View, int]] = []
+        self._bounds: dict[str, Sequence[float]] = {}
+        self._rows: list[tuple[int, str, tuple[str, ...], struct.Struct]] = []
+        self._rings: dict[int, journal.RingLayout] = {}
+
+    def read(self, into: Totals | None = None) -> Totals:
+        """The file's totals, added to `into` when given (and returned)."""
+        into = Totals() if into is None else into
+        with open(self.path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if (stat.st_dev, stat.st_ino) != self._identity:
+                self._identity = (stat.st_dev, stat.st_ino)
+                self._forget(b"")
+            try:
+                header = mmap.mmap(handle.fileno(), HEADER, prot=mmap.PROT_READ)
+            except ValueError:  # shorter than a header: a file from before rings, or a new one
+                return self._totals(handle.read(), [], into)
+            with header, memoryview(header) as view, view.cast("Q") as words:
+                for attempt in range(READ_ATTEMPTS):
+                    before = _controls(words)
+                    handle.seek(0)
+                    data = handle.read()
+                    if data[8:16] != MAGIC or \
+                            [c for c, _ in _controls(words)] == [c for c, _ in before]:
+                        return self._totals(data, before, into)
+                    time.sleep(0 if attempt < 10 else 0.001)  # a fold takes ~0.1 ms
+        raise ValueError(f"{self.path} was folding through {READ_ATTEMPTS} reads")
+
+    def _totals(self, data: bytes, controls: list[tuple[int, int]], totals: Totals) -> Totals:
+        if len(data) < HEADER_V1 or data[8:16] == bytes(8):
+            return totals  # a file its process is still creating: nothing recorded yet
+        magic = data[8:16]
+        if magic not in (MAGIC, MAGIC_V1):
+            raise ValueError(f"{self.path} is not a gatescope multi-process file")
+        if magic != self._magic:
+            self._forget(magic)
+        self._scan(data)
+        for view, start_ns in self._views:
+            totals.add_view(view, start_ns)
+        rows = {offset: (name, key, list(doubles.unpack_from(data, offset)))
+                for offset, name, key, doubles in self._rows}
         try:
-            header = mmap.mmap(handle.fileno(), HEADER, prot=mmap.PROT_READ)
-        except ValueError:  # shorter than a header: a file from before rings, or a new one
-            return _parse(path, handle.read(), [])
-        with header, memoryview(header) as view, view.cast("Q") as words:
-            for attempt in range(READ_ATTEMPTS):
-                before = _controls(words)
-                handle.seek(0)
-                data = handle.read()
-                if data[8:16] != MAGIC or [c for c, _ in _controls(words)] == [c for c, _ in before]:
-                    return _parse(path, data, before)
-                time.sleep(0 if attempt < 10 else 0.001)  # a fold takes ~0.1 ms
-    raise ValueError(f"{path} was folding through {READ_ATTEMPTS} reads")
+            for slot, layout in self._rings.items():
+                control, written = controls[slot]
+                journal.replay(data, layout, control, written, rows, self._bounds)
+        except (KeyError, IndexError, struct.error) as exc:
+            raise ValueError(f"{self.path} has a ring entry for no row of the file "
+                             f"({exc!r})") from exc
+        for name, key, values in rows.values():
+            totals.add_row(name, key, values)
+        return totals
+
+    def _scan(self, data: bytes) -> None:
+        """Parse the entries committed since the last read (kept only once all parsed)."""
+        used = min(_USED.unpack_from(data, 0)[0], len(data))
+        pos = self._parsed
+        views: list[tuple[View, int]] = []
+        rows: list[tuple[int, str, tuple[str, ...], struct.Struct]] = []
+        rings: dict[int, journal.RingLayout] = {}
+        while pos + _ENTRY.size <= used:
+            meta_len, count = _ENTRY.unpack_from(data, pos)
+            meta = json.loads(data[pos + _ENTRY.size:pos + _ENTRY.size + meta_len])
+            start = pos + _ENTRY.size + meta_len + (-(_ENTRY.size + meta_len) % 8)
+            pos = start + 8 * count
+            if meta[0] == "view":
+                views.append((view_from_json(meta[1]), int(meta[2])))
+            elif meta[0] == "ring":
+                slot, counts, width, capacity = meta[1:5]
+                rings[slot] = journal.RingLayout(counts, width, capacity, start,
+                                                 start + capacity * journal.entry_size(width))
+            else:
+                rows.append((start, meta[1], tuple(meta[2]), _doubles(count)))
+        self._views += views
+        self._bounds.update((view.name, view.bounds) for view, _ in views)
+        self._rows += rows
+        self._rings.update(rings)
+        self._parsed = pos
+
+
+@functools.cache
+def _doubles(count: int) -> struct.Struct:
+    return struct.Struct(f"={count}d")
 
 
 def _controls(words: memoryview[int]) -> list[tuple[int, int]]:
@@ -237,44 +321,3 @@ def _controls(words: memoryview[int]) -> list[tuple[int, int]]:
         control = words[at]
         out.append((control, words[at + 1]))
     return out
-
-
-def _parse(path: str, data: bytes, controls: list[tuple[int, int]]) -> Totals:
-    if len(data) < HEADER_V1 or data[8:16] == bytes(8):
-        return Totals()  # a file its process is still creating: nothing recorded yet
-    if data[8:16] not in (MAGIC, MAGIC_V1):
-        raise ValueError(f"{path} is not a gatescope multi-process file")
-    pos = HEADER_V1 if data[8:16] == MAGIC_V1 else HEADER
-    used = min(_USED.unpack_from(data, 0)[0], len(data))
-    totals = Totals()
-    bounds: dict[str, Sequence[float]] = {}
-    rows: dict[int, tuple[str, tuple[str, ...], list[float]]] = {}
-    rings: dict[int, journal.RingLayout] = {}
-    while pos + _ENTRY.size <= used:
-        meta_len, count = _ENTRY.unpack_from(data, pos)
-        meta = json.loads(data[pos + _ENTRY.size:pos + _ENTRY.size + meta_len])
-        start = pos + _ENTRY.size + meta_len + (-(_ENTRY.size + meta_len) % 8)
-        pos = start + 8 * count
-        if meta[0] == "view":
-            view = view_from_json(meta[1])
-            totals.add_view(view, int(meta[2]))
-            bounds[view.name] = view.bounds
-        elif meta[0] == "ring":
-            slot, counts, width, capacity = meta[1:5]
-            rings[slot] = journal.RingLayout(counts, width, capacity, start,
-                                             start + capacity * journal.entry_size(width))
-        else:
-            rows[start] = (meta[1], tuple(meta[2]), list(struct.unpack_from(f"={count}d", data, start)))
-    if rings:
-        values = {offset: row[2] for offset, row in rows.items()}
-        row_bounds = {offset: bounds[row[0]] for offset, row in rows.items()}
-        try:
-            for slot, layout in rings.items():
-                control, written = controls[slot]
-                journal.replay(data, layout, control, written, values, row_bounds)
-        except (KeyError, struct.error) as exc:
-            raise ValueError(f"{path} has a ring entry for no row of the file ({exc!r})") from exc
-        rows = {offset: (name, key, values[offset]) for offset, (name, key, _) in rows.items()}
-    for name, key, doubles in rows.values():
-        totals.add_row(name, key, doubles)
-    return totals
