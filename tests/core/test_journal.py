@@ -144,7 +144,7 @@ def test_readers_never_see_rows_and_ring_disagree(tmp_path: Any) -> None:
         assert counted == sum(row.count for row in rows[LATENCY].values())
         assert counted >= last
         last, reads = counted, reads + 1
-    assert reads > 100 and last == len(batch)
+    assert reads > 20 and last == len(batch)  # ~340 reads here
 
 
 def test_a_fold_during_a_readers_copy_makes_it_read_again(tmp_path, monkeypatch) -> None:
