@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 # Both are read and written as items of a memoryview cast to "Q": one aligned 8-byte load or
 # store that another process never sees half done (struct's pack_into zeroes its target first).
 CONTROL_WORDS = 2
+FIRST_CONTROL_WORD = 2  # after the header's bytes-used word and its magic
 _U64 = struct.Struct("=Q")
 UNDO_ROW = 16  # per row in the undo index: u64 offset, u64 number of doubles
 MEASURES = 3  # request bytes, response bytes, latency ms: the distributions of every entry
@@ -41,22 +42,52 @@ def undo_size(row_lengths: Sequence[int], cells: int) -> int:
     return 8 + cells * sum(UNDO_ROW + 8 * length for length in row_lengths)
 
 
+def control_index(slot: int) -> int:
+    """Where ring `slot`'s control word is among the header's u64 words (its count follows)."""
+    return FIRST_CONTROL_WORD + slot * CONTROL_WORDS
+
+
+class RingLayout:
+    """Where one ring lives in a file: its entries from `ring_at`, then its undo area. Built
+    alike by the writer and by readers, from the ring's entry in the file."""
+
+    __slots__ = ("capacity", "counts", "ring_at", "rows", "size", "undo_at")
+
+    def __init__(self, counts: int, rows: int, capacity: int, ring_at: int) -> None:
+        self.counts = counts  # the first `counts` offsets of an entry are count rows
+        self.rows = rows
+        self.capacity = capacity
+        self.ring_at = ring_at
+        self.size = entry_size(rows)
+        self.undo_at = ring_at + capacity * self.size
+
+
 class Journal:
     """The ring of one recorder group in this process's file; every call is under its lock."""
 
-    __slots__ = ("_current", "_header", "append", "control_at", "folded", "undo_at",
-                 "undo_bytes")
+    __slots__ = ("_current", "_entry", "_header", "_ring", "control_at", "folded", "layout",
+                 "undo_bytes", "written")
 
-    def __init__(self, header: memoryview[int], control_at: int,
-                 current: Callable[[], mmap.mmap], ring_at: int, rows: int, capacity: int,
-                 undo_at: int, undo_bytes: int) -> None:
-        self._header = header  # the file header as u64 words; `control_at` indexes them
+    def __init__(self, header: memoryview[int], slot: int, current: Callable[[], mmap.mmap],
+                 layout: RingLayout, undo_bytes: int) -> None:
+        self._header = header  # the file header as u64 words
         self._current = current  # the file's latest mapping: the only one reaching every row
-        self.control_at = control_at
-        self.undo_at = undo_at
+        self._ring = current()  # the mapping the ring was made in (it covers the ring)
+        self._entry = struct.Struct(f"={8 * layout.rows}s{MEASURES}d").pack_into
+        self.control_at = control_index(slot)
+        self.layout = layout
         self.undo_bytes = undo_bytes
         self.folded = 0
-        self.append = _appender(header, control_at + 1, current(), ring_at, rows, capacity)
+        self.written = 0
+
+    def append(self, head: bytes, request_bytes: float, response_bytes: float,
+               latency_ms: float) -> None:
+        """One record into the ring: the entry first, then the count that makes readers see it."""
+        layout, written = self.layout, self.written
+        self._entry(self._ring, layout.ring_at + written % layout.capacity * layout.size, head,
+                    request_bytes, response_bytes, latency_ms)
+        self.written = written = written + 1
+        self._header[self.control_at + 1] = written
 
     def begin_fold(self, rows: Sequence[tuple[int, int]]) -> None:
         """Before rows (file offset, number of doubles) change: copy them to the undo area,
@@ -66,8 +97,9 @@ class Journal:
         if size > self.undo_bytes:
             raise RuntimeError(f"{len(rows)} rows outgrow the {self.undo_bytes}-byte undo area")
         mapping = self._current()
-        _U64.pack_into(mapping, self.undo_at, len(rows))
-        at = self.undo_at + 8
+        undo_at = self.layout.undo_at
+        _U64.pack_into(mapping, undo_at, len(rows))
+        at = undo_at + 8
         mapping[at:at + 8 * len(index)] = index
         at += 8 * len(index)
         move = mapping.move
@@ -80,38 +112,6 @@ class Journal:
         """The rows now hold `count` more entries: one store moves the mark, bit cleared."""
         self.folded += count
         self._header[self.control_at] = self.folded << 1
-
-
-def _appender(header: memoryview[int], count_at: int, ring: mmap.mmap, ring_at: int, rows: int,
-              capacity: int) -> Callable[[bytes, float, float, float], None]:
-    """`append(head, request bytes, response bytes, latency ms)`: one record into the ring, the
-    entry first, then the count that makes readers see it (a closure: the hot path)."""
-    entry = struct.Struct(f"={8 * rows}s{MEASURES}d").pack_into
-    size = entry_size(rows)
-    written = 0
-
-    def append(head: bytes, request_bytes: float, response_bytes: float,
-               latency_ms: float) -> None:
-        nonlocal written
-        entry(ring, ring_at + written % capacity * size, head, request_bytes, response_bytes,
-              latency_ms)
-        written += 1
-        header[count_at] = written
-
-    return append
-
-
-class RingLayout:
-    """Where one ring lives in a file, as a reader learns it from the file's entries."""
-
-    __slots__ = ("capacity", "counts", "ring_at", "rows", "undo_at")
-
-    def __init__(self, counts: int, rows: int, capacity: int, ring_at: int, undo_at: int) -> None:
-        self.counts = counts  # the first `counts` offsets of an entry are count rows
-        self.rows = rows
-        self.capacity = capacity
-        self.ring_at = ring_at
-        self.undo_at = undo_at
 
 
 def add_sample(values: list[float], value: float, bounds: Sequence[float]) -> None:
@@ -146,9 +146,8 @@ def replay(data: bytes, layout: RingLayout, control: int, written: int,
                          f"for its {layout.capacity} slots")
     entry = struct.Struct(f"={layout.rows}Q{MEASURES}d")
     counts = layout.counts
-    size = entry_size(layout.rows)
     for index_ in range(folded, written):
-        fields = entry.unpack_from(data, layout.ring_at + index_ % layout.capacity * size)
+        fields = entry.unpack_from(data, layout.ring_at + index_ % layout.capacity * layout.size)
         for offset in fields[:counts]:
             rows[offset][2][0] += 1
         for offset, value in zip(fields[counts:layout.rows], fields[layout.rows:], strict=True):

@@ -29,7 +29,7 @@ MAGIC_V1 = b"GSDB0001"  # rows only, written through record by record
 MAGIC = b"GSDB0002"
 RINGS = 4  # ring control slots in the header
 # u64 bytes used (written last: the commit), 8-byte magic, each ring's control word and count
-HEADER = 16 + RINGS * journal.CONTROL_WORDS * 8
+HEADER = 8 * journal.control_index(RINGS)
 HEADER_V1 = 16
 INITIAL_SIZE = 1 << 16
 RING_SLOTS = 512  # entries per ring: twice the records a recorder lets wait for a fold
@@ -120,8 +120,8 @@ class ProcessFile:
         ring_bytes = RING_SLOTS * journal.entry_size(rows)
         start, _ = self._append(["ring", slot, counts, rows, RING_SLOTS, undo_bytes], (),
                                 ring_bytes + undo_bytes)
-        return journal.Journal(self._words, 2 + slot * journal.CONTROL_WORDS, self._latest,
-                               start, rows, RING_SLOTS, start + ring_bytes, undo_bytes)
+        return journal.Journal(self._words, slot, self._latest,
+                               journal.RingLayout(counts, rows, RING_SLOTS, start), undo_bytes)
 
     def _latest(self) -> mmap.mmap:
         assert self._map is not None
@@ -296,8 +296,7 @@ class FileReader:
                 views.append((view_from_json(meta[1]), int(meta[2])))
             elif meta[0] == "ring":
                 slot, counts, width, capacity = meta[1:5]
-                rings[slot] = journal.RingLayout(counts, width, capacity, start,
-                                                 start + capacity * journal.entry_size(width))
+                rings[slot] = journal.RingLayout(counts, width, capacity, start)
             else:
                 rows.append((start, meta[1], tuple(meta[2]), _doubles(count)))
         self._views += views
@@ -317,7 +316,7 @@ def _controls(words: memoryview[int]) -> list[tuple[int, int]]:
     control word counts as folded was written before it."""
     out = []
     for slot in range(RINGS):
-        at = 2 + slot * journal.CONTROL_WORDS
+        at = journal.control_index(slot)
         control = words[at]
         out.append((control, words[at + 1]))
     return out
