@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -21,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # for layer_helpers (importlib m
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    """GET /bytes/<n> -> n bytes; /truncated/<n> -> n bytes announced, half sent, connection
-    closed; /status/<code>; /redirect/<path> -> 302 to /<path>; anything else -> JSON of the
+    """GET /bytes/<n> -> n bytes; /chunked/<n> -> n bytes chunked, in three chunks 20 ms apart;
+    /truncated/<n> -> n bytes announced, half sent, connection closed; /status/<code>; /redirect/<path> -> 302 to /<path>; anything else -> JSON of the
     headers seen."""
 
     protocol_version = "HTTP/1.1"
@@ -52,6 +53,18 @@ class _Upstream(BaseHTTPRequestHandler):
             self.wfile.write(b"x" * (announced // 2))
             self.wfile.flush()
             self.close_connection = True
+            return
+        if parts[0] == "chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            total = int(parts[1])
+            for size in (total // 3, total // 3, total - 2 * (total // 3)):
+                if size:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (size, b"c" * size))
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            self.wfile.write(b"0\r\n\r\n")
             return
         if parts[0] == "bytes":
             body = b"x" * int(parts[1])

@@ -2,20 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import Context, copy_context
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from gatescope.backend import ClientLayer
+from gatescope.backend import ClientCall, ClientLayer
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
 
 
+class BodyWatch:
+    """Records a call once its response body ends, or is released or closed before its end:
+    aiohttp signals neither, so the watch waits on the body stream's end and stands in for the
+    response's own `release` and `close`."""
+
+    __slots__ = ("call", "close", "context", "release", "response")
+
+    def __init__(self, call: ClientCall, response: aiohttp.ClientResponse) -> None:
+        self.call: ClientCall | None = call
+        self.response = response
+        # The body's end is fed from the connection's callbacks, outside the caller's context
+        # (where the backend's endpoint, and so the path tag, is set).
+        self.context: Context = copy_context()
+        self.release: Callable[[], Any] = response.release
+        self.close: Callable[[], None] = response.close
+        overrides = vars(response)
+        overrides["release"] = self._release
+        overrides["close"] = self._close
+        response.content.on_eof(self._ended)  # at once when the body is already whole
+
+    def _ended(self) -> None:
+        self.context.run(self.finish)
+
+    def _release(self) -> Any:
+        self.finish()
+        return self.release()
+
+    def _close(self) -> None:
+        self.finish()
+        self.close()
+
+    def finish(self) -> None:
+        """Record with the body bytes aiohttp delivered (decompressed when it decompressed them,
+        like the requests adapter); a body cut off by the upstream is a failed call."""
+        call = self.call
+        if call is None:
+            return
+        self.call = None
+        response = self.response
+        overrides = vars(response)
+        overrides.pop("release", None)
+        overrides.pop("close", None)
+        content = response.content
+        error = None if content.is_eof() else content.exception()
+        call.finish(response.status, content.total_bytes, error)
+
+
 def trace_config(kit: Kit) -> aiohttp.TraceConfig:
-    """A TraceConfig recording each call when its response headers arrive (aiohttp has no
-    end-of-body signal): received bytes are the announced Content-Length, else 0."""
+    """A TraceConfig recording each call when its response body ends (or is given up)."""
     layer = ClientLayer(kit)
 
     async def on_request_start(session: aiohttp.ClientSession, context: SimpleNamespace,
@@ -44,8 +92,7 @@ def trace_config(kit: Kit) -> aiohttp.TraceConfig:
                              params: aiohttp.TraceRequestEndParams) -> None:
         call = getattr(context, "gatescope_call", None)
         if call is not None:
-            response = params.response
-            call.finish(response.status, response.content_length or 0)
+            BodyWatch(call, params.response)
 
     async def on_request_exception(session: aiohttp.ClientSession, context: SimpleNamespace,
                                    params: aiohttp.TraceRequestExceptionParams) -> None:
@@ -61,4 +108,4 @@ def trace_config(kit: Kit) -> aiohttp.TraceConfig:
     return config
 
 
-__all__: list[Any] = ["trace_config"]
+__all__: list[Any] = ["BodyWatch", "trace_config"]
