@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import random
 import statistics
 import tempfile
@@ -53,30 +54,54 @@ def _record_cost(tag_sets: int, records: int, multiprocess_dir: str | None) -> f
     return statistics.median(samples)
 
 
-def render_ms(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False) -> float:
-    """Median ms to snapshot and render every view as Prometheus text with `tag_sets` paths
-    (`multiprocess`: rows in a shared file, the snapshot reading it back)."""
+@dataclass
+class ScrapeRow:
+    rows: str  # "memory", or "multi-process" (rows in a shared file, read back)
+    changed: bool  # every row changed since the last scrape (else none did)
+    ms: float  # snapshot and the text body, joined: what the server holds the GIL for
+    gzip_ms: float  # then gzip level 1 (zlib lets go of the GIL while it compresses)
+    body_mib: float
+
+
+def scrape_ms(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False,
+              changed: bool = False) -> ScrapeRow:
+    """Median ms to snapshot and render every view as Prometheus text with `tag_sets` server and
+    `tag_sets` client paths, as `/metrics` builds its body (`changed`: one more record per tag
+    set, a different latency each time, before every scrape, so no row's text can be reused)."""
     if multiprocess:
         with tempfile.TemporaryDirectory() as directory:
-            return _render_ms(tag_sets, repeats, directory)
-    return _render_ms(tag_sets, repeats, None)
+            return _scrape_ms(tag_sets, repeats, directory, changed)
+    return _scrape_ms(tag_sets, repeats, None, changed)
 
 
-def _render_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None) -> float:
+def _scrape_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None,
+               changed: bool) -> ScrapeRow:
     stats = Stats(TagOptions(path=True, method=True, status=True), max_tag_sets=tag_sets + 10,
                   multiprocess_dir=multiprocess_dir)
-    for i in range(tag_sets):
-        stats.server.record("", f"/items/{i}", "GET", "200", 10, 120, 1.5 + i % 50)
-        stats.client.record("", f"/up/{i}", "GET", "200", 10, 120, 1.5 + i % 50)
-    renderer = TextRenderer()
-    samples = []
-    for _ in range(repeats):
+
+    def record(shift: int) -> None:
+        for i in range(tag_sets):
+            latency = 1.5 + (i + shift) % 50
+            stats.server.record("", f"/items/{i}", "GET", "200", 10, 120, latency)
+            stats.client.record("", f"/up/{i}", "GET", "200", 10, 120, latency)
+
+    record(0)
+    renderer = TextRenderer("krakend")
+    renderer.pieces(stats.snapshot())  # the first scrape builds every row's template
+    samples, zipped = [], []
+    for repeat in range(repeats):
+        if changed:
+            record(repeat + 1)
         start = time.perf_counter_ns()
-        text = renderer.render(stats.snapshot())
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    if text.count(f"http_path=\"/items/{tag_sets - 1}\"") < 1:
+        body = b"".join(renderer.pieces(stats.snapshot()))
+        middle = time.perf_counter_ns()
+        gzip.compress(body, compresslevel=1)
+        samples.append((middle - start) / 1e6)
+        zipped.append((time.perf_counter_ns() - middle) / 1e6)
+    if body.count(f"http_path=\"/items/{tag_sets - 1}\"".encode()) < 1:
         raise RuntimeError("the rendering lacks rows")
-    return statistics.median(samples)
+    return ScrapeRow("multi-process" if multiprocess_dir else "memory", changed,
+                     statistics.median(samples), statistics.median(zipped), len(body) / 2**20)
 
 
 @dataclass

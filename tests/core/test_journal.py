@@ -235,13 +235,13 @@ def test_a_reader_kept_between_reads_parses_each_entry_once(tmp_path: Any) -> No
         shared.server.record(*record)
     got = MetricsSnapshot(0, tuple(reader.read().view_data(shared.views())))
     assert_same(got, _reference(first))
-    rows_before = len(reader._rows)
+    rows_before = len(reader._where)
     more = _records(400, 9, seed=11)  # new paths: new rows appended after the first read
     for record in more:
         shared.server.record(*record)
     got = MetricsSnapshot(0, tuple(reader.read().view_data(shared.views())))
     assert_same(got, _reference(first + more))
-    offsets = [offset for offset, *_ in reader._rows]
+    offsets = [offset for rows in reader._by_view.values() for offset, *_ in rows]
     assert len(offsets) == len(set(offsets)) > rows_before  # the new rows, each parsed once
     assert_same(MetricsSnapshot(0, tuple(reader.read().view_data(shared.views()))),
                 _reference(first + more))

@@ -127,20 +127,27 @@ def add_sample(values: list[float], value: float, bounds: Sequence[float]) -> No
     values[DIST_FIRST_BUCKET + bisect_right(bounds, value)] += 1
 
 
+def undone_rows(data: bytes, layout: RingLayout, control: int) -> dict[int, tuple[float, ...]]:
+    """The rows a fold was changing when `control` was loaded (mid-fold), by file offset, as
+    they were before it; none when no fold was under way."""
+    if not control & 1:
+        return {}
+    (count,) = _U64.unpack_from(data, layout.undo_at)
+    index = struct.unpack_from(f"{2 * count}Q", data, layout.undo_at + 8)  # native, as written
+    at = layout.undo_at + 8 + 16 * count
+    before = {}
+    for offset, length in zip(index[::2], index[1::2], strict=True):
+        before[offset] = struct.unpack_from(f"={length}d", data, at)
+        at += 8 * length
+    return before
+
+
 def replay(data: bytes, layout: RingLayout, control: int, written: int,
-           rows: dict[int, tuple[str, tuple[str, ...], list[float]]],
-           bounds: dict[str, Sequence[float]]) -> None:
-    """Bring `rows` ((view, key, doubles) by file offset, read from `data`) to what `control` and
-    `written` say: rows a fold was changing as they were before it, then every entry not folded
-    added (`bounds`: each view's)."""
+           row_at: Callable[[int], tuple[list[float], Sequence[float]]]) -> None:
+    """Add every entry `control` and `written` say is not folded to the rows `row_at` gives for
+    a file offset (their doubles and the view's bounds): entries only add, so they go as well
+    into rows already summed over files."""
     folded = control >> 1
-    if control & 1:  # mid-fold: the undo area holds every row the fold changes, as it was
-        (count,) = _U64.unpack_from(data, layout.undo_at)
-        index = struct.unpack_from(f"{2 * count}Q", data, layout.undo_at + 8)  # native, as written
-        at = layout.undo_at + 8 + 16 * count
-        for offset, length in zip(index[::2], index[1::2], strict=True):
-            rows[offset][2][:] = struct.unpack_from(f"={length}d", data, at)
-            at += 8 * length
     if not 0 <= written - folded <= layout.capacity:
         raise ValueError(f"ring at {layout.ring_at} claims {written - folded} unfolded entries "
                          f"for its {layout.capacity} slots")
@@ -149,7 +156,7 @@ def replay(data: bytes, layout: RingLayout, control: int, written: int,
     for index_ in range(folded, written):
         fields = entry.unpack_from(data, layout.ring_at + index_ % layout.capacity * layout.size)
         for offset in fields[:counts]:
-            rows[offset][2][0] += 1
+            row_at(offset)[0][0] += 1
         for offset, value in zip(fields[counts:layout.rows], fields[layout.rows:], strict=True):
-            name, _, doubles = rows[offset]
-            add_sample(doubles, value, bounds[name])
+            doubles, bounds = row_at(offset)
+            add_sample(doubles, value, bounds)

@@ -165,7 +165,7 @@ class ViewAggregator:
             ssd = max(0.0, squares - total * total / count) if count else 0.0
             rows[key] = DistributionValue(
                 count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
-                tuple(map(int, row[5:])),
+                tuple(row[5:]),  # ints: rows in memory count in ints
             )
         return ViewData(self.view, self.start_ns, rows)
 

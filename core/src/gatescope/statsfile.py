@@ -17,7 +17,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gatescope import journal
@@ -157,16 +157,8 @@ class Totals:
         current = rows.get(key)
         if current is None:
             rows[key] = list(values)
-        elif len(current) == 1:
-            current[0] += values[0]
         else:
-            current[0] += values[0]
-            current[1] += values[1]
-            current[2] += values[2]
-            current[3] = min(current[3], values[3])
-            current[4] = max(current[4], values[4])
-            for index in range(5, len(current)):
-                current[index] += values[index]
+            _add(current, values)
 
     def merge(self, other: Totals) -> None:
         for name, view in other.views.items():
@@ -185,7 +177,8 @@ class Totals:
             rows = self.rows.get(name, {})
             start = self.start_ns.get(name, 0)
             width = len(view.tag_keys)
-            kept = {key: _value(view, values) for key, values in rows.items() if len(key) == width}
+            value = _value_of(view)
+            kept = {key: value(values) for key, values in rows.items() if len(key) == width}
             if len(kept) != len(rows):
                 log.warning("gatescope: %d rows of %s have other tag keys than this process "
                             "(workers sharing %s run different configs); not exported",
@@ -194,17 +187,45 @@ class Totals:
         return out
 
 
-def _value(view: View, values: Sequence[float]) -> int | float | DistributionValue:
+def _add(current: list[float], values: Sequence[float]) -> None:
+    """One row's doubles into another's (a count, or a distribution)."""
+    if len(current) == 1:
+        current[0] += values[0]
+        return
+    current[0] += values[0]
+    current[1] += values[1]
+    current[2] += values[2]
+    current[3] = min(current[3], values[3])
+    current[4] = max(current[4], values[4])
+    for index in range(5, len(current)):
+        current[index] += values[index]
+
+
+def _value_of(view: View) -> Callable[[Sequence[float]], int | float | DistributionValue]:
+    """How a summed row of `view` becomes its exported value."""
     if view.aggregation == COUNT:
-        return int(values[0])
-    if view.aggregation != DISTRIBUTION:
-        return values[0]
+        return _count
+    if view.aggregation == DISTRIBUTION:
+        return _distribution
+    return _first
+
+
+def _count(values: Sequence[float]) -> int:
+    return int(values[0])
+
+
+def _first(values: Sequence[float]) -> float:
+    return values[0]
+
+
+def _distribution(values: Sequence[float]) -> DistributionValue:
     buckets = tuple(map(int, values[5:]))
     count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
-    total, squares = values[1], values[2]
-    ssd = max(0.0, squares - total * total / count) if count else 0.0
-    return DistributionValue(count, total, values[3] if count else 0.0,
-                             values[4] if count else 0.0, ssd, buckets)
+    if not count:
+        return DistributionValue(0, values[1], 0.0, 0.0, 0.0, buckets)
+    total = values[1]
+    return DistributionValue(count, total, values[3], values[4],
+                             max(0.0, values[2] - total * total / count), buckets)
 
 
 def read_process_file(path: str) -> Totals:
@@ -230,7 +251,9 @@ class FileReader:
         self._parsed = HEADER_V1 if magic == MAGIC_V1 else HEADER
         self._views: list[tuple[View, int]] = []
         self._bounds: dict[str, Sequence[float]] = {}
-        self._rows: list[tuple[int, str, tuple[str, ...], struct.Struct]] = []
+        # Per view: each row's file offset, tag values and doubles; and each row by its offset.
+        self._by_view: dict[str, list[tuple[int, tuple[str, ...], struct.Struct]]] = {}
+        self._where: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._rings: dict[int, journal.RingLayout] = {}
 
     def read(self, into: Totals | None = None) -> Totals:
@@ -267,17 +290,34 @@ class FileReader:
         self._scan(data)
         for view, start_ns in self._views:
             totals.add_view(view, start_ns)
-        rows = {offset: (name, key, list(doubles.unpack_from(data, offset)))
-                for offset, name, key, doubles in self._rows}
+        before: dict[int, tuple[float, ...]] = {}  # rows a fold under way was changing
+        for slot, layout in self._rings.items():
+            before.update(journal.undone_rows(data, layout, controls[slot][0]))
+        sums = totals.rows
+        for name, entries in self._by_view.items():
+            rows = sums.setdefault(name, {})
+            for offset, key, doubles in entries:
+                values = before.get(offset) if before else None
+                if values is None:
+                    values = doubles.unpack_from(data, offset)
+                current = rows.get(key)
+                if current is None:
+                    rows[key] = list(values)
+                else:
+                    _add(current, values)
+        where, bounds = self._where, self._bounds
+
+        def row_at(offset: int) -> tuple[list[float], Sequence[float]]:
+            name, key = where[offset]
+            return sums[name][key], bounds[name]
+
         try:
             for slot, layout in self._rings.items():
                 control, written = controls[slot]
-                journal.replay(data, layout, control, written, rows, self._bounds)
+                journal.replay(data, layout, control, written, row_at)
         except (KeyError, IndexError, struct.error) as exc:
             raise ValueError(f"{self.path} has a ring entry for no row of the file "
                              f"({exc!r})") from exc
-        for name, key, values in rows.values():
-            totals.add_row(name, key, values)
         return totals
 
     def _scan(self, data: bytes) -> None:
@@ -301,7 +341,9 @@ class FileReader:
                 rows.append((start, meta[1], tuple(meta[2]), _doubles(count)))
         self._views += views
         self._bounds.update((view.name, view.bounds) for view, _ in views)
-        self._rows += rows
+        for offset, name, key, doubles in rows:
+            self._by_view.setdefault(name, []).append((offset, key, doubles))
+            self._where[offset] = (name, key)
         self._rings.update(rings)
         self._parsed = pos
 

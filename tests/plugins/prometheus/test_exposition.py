@@ -171,7 +171,7 @@ def test_fast_renderer_equals_prometheus_client(gatescope_plugins) -> None:
     telemetry, _ = start(gatescope_plugins, namespace="krakend", tag_host=True, tag_path=True,
                          tag_statuscode=True)
     for i in range(40):
-        telemetry.kit.server.record(f"h{i % 3}", f'/p/{i}"\\\n', "GET", str(200 + i % 5),
+        telemetry.kit.server.record(f"h{i % 3}", f'/p/{i}"\\\n%s%%', "GET", str(200 + i % 5),
                                     i * 1000.0, i * 3e6, i * 37.5)
         telemetry.kit.client.record("u", f"/c/{i % 7}", "PUT", "503", 1, 2, 1e9)
     snapshot = telemetry.metrics()
@@ -202,3 +202,40 @@ def test_cached_renderer_stays_equal_across_scrapes(gatescope_plugins) -> None:
     telemetry.kit.server.record("h", "/p/3", "GET", "200", 0, 7e12, 99999.0)  # a changed row
     telemetry.kit.server.record("h", "/new", "POST", "500", 1, 2, 0.5)  # a new tag set
     check()
+
+
+def test_counts_past_a_million_are_written_as_prometheus_client_writes_them(
+        gatescope_plugins) -> None:
+    """Counts below 1e6 take the renderer's integer template; from 1e6 on, exponent text. Rows
+    switch between the two across scrapes, and a label holding the template's own "%d.0" stays
+    a label."""
+    import attrs
+    from gatescope.metrics import DistributionValue, MetricsSnapshot
+    from gatescope_prometheus import SnapshotCollector
+    from gatescope_prometheus.text import SMALL_COUNT, TextRenderer
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    telemetry, _ = start(gatescope_plugins, namespace="krakend", tag_path=True)
+    telemetry.kit.server.record("h", "/a%d.0", "GET", "200", 10, 2e6, 12.5)
+    telemetry.kit.server.record("h", "/b", "GET", "200", 10, 2e6, 12.5)
+    base = telemetry.metrics()
+    renderer = TextRenderer("krakend")
+
+    def scaled(factor: int) -> MetricsSnapshot:
+        views = []
+        for data in base.views:
+            rows = {key: DistributionValue(value.count * factor, value.sum * factor, value.min,
+                                           value.max, 0.0,
+                                           tuple(c * factor for c in value.bucket_counts))
+                    if isinstance(value, DistributionValue) else value
+                    for key, value in data.rows.items()}
+            views.append(attrs.evolve(data, rows=rows))
+        return MetricsSnapshot(base.time_ns, tuple(views))
+
+    for factor in (1, SMALL_COUNT - 1, SMALL_COUNT, 3_000_001, 7):
+        snapshot = scaled(factor)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(lambda snapshot=snapshot: snapshot, "krakend"))
+        expected = generate_latest(registry).decode()
+        assert renderer.render(snapshot) == expected, factor
+    assert 'http_path="/a%d.0"' in expected and "e+06" in renderer.render(scaled(3_000_001))

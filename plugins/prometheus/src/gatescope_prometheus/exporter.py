@@ -49,8 +49,9 @@ class PrometheusExporter(BaseExporter):
 
     def render(self) -> bytes:
         """One scrape's body (text format 0.0.4): gatescope's views, then process/Python metrics."""
-        views = self.views.render(self.context.metrics()).encode()
-        return views + generate_latest(self.runtime)
+        pieces = self.views.pieces(self.context.metrics())
+        pieces.append(generate_latest(self.runtime))
+        return b"".join(pieces)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -2,14 +2,14 @@
 
 prometheus-client's `generate_latest` builds a Sample per line and sorts labels per line; a scrape
 with 1,000 tag sets per view has ~140,000 lines. Here each row's label string is built once and
-bucket lines only add their `le`. `test_text.py` proves the output equals `generate_latest` over
-`SnapshotCollector`.
+bucket lines only add their `le`; rows are formatted as bytes, straight into the response's
+pieces. `test_exposition.py` proves the output equals `generate_latest` over `SnapshotCollector`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import accumulate, chain
+from itertools import accumulate
 
 from gatescope.metrics import DISTRIBUTION, LAST_VALUE, DistributionValue, MetricsSnapshot, ViewData
 
@@ -32,17 +32,19 @@ def number(value: float) -> str:
 
 
 _INF = float("inf")
+# Counts below this are written as the integer and ".0" (`number`: no exponent before 1e6).
+SMALL_COUNT = 10**6
 _MEMO_LIMIT = 1 << 16
 
 
-class _NumberMemo(dict[float, str]):
-    """`number` remembered for the values scrapes repeat (counts, sizes); bounded."""
+class _NumberMemo(dict[float, bytes]):
+    """`number`, as bytes, remembered for the values scrapes repeat (counts, sizes); bounded."""
 
-    def __missing__(self, value: float) -> str:
+    def __missing__(self, value: float) -> bytes:
         text = number(value)
         if len(self) < _MEMO_LIMIT and text not in ("-0.0", "NaN"):  # -0.0 == 0.0 as a key
-            self[value] = text
-        return text
+            self[value] = text.encode()
+        return text.encode()
 
 
 _numbers = _NumberMemo()
@@ -58,11 +60,11 @@ def _escape_help(text: str) -> str:
 
 
 class _ViewShape:
-    """Per-view strings and, per row, the line prefixes and the last text rendered for it."""
+    """Per-view text and, per row, its lines' template and the last text rendered for it."""
 
     __slots__ = ("bounds", "family", "header", "kind", "labels", "name", "order", "rows")
 
-    def __init__(self, name: str, family: str, kind: str, header: str, labels: list[str],
+    def __init__(self, name: str, family: str, kind: str, header: bytes, labels: list[str],
                  bounds: list[str]) -> None:
         self.name = name
         self.family = family
@@ -71,15 +73,17 @@ class _ViewShape:
         self.labels = labels
         self.order = sorted(range(len(labels)), key=labels.__getitem__)
         self.bounds = bounds
-        # tag values -> (line prefixes, value last rendered, its text); replaced on every render
-        # so rows gone from the snapshot are dropped.
-        self.rows: dict[tuple[str, ...], tuple[list[str], object, str]] = {}
+        # tag values -> (lines' template, value last rendered, its text); replaced on every
+        # render so rows gone from the snapshot are dropped.
+        self.rows: dict[tuple[str, ...], tuple[bytes, object, bytes]] = {}
 
-    def prefixes(self, key: tuple[str, ...]) -> list[str]:
-        """Each line's text up to its value; every prefix after the first starts with a newline."""
+    def template(self, key: tuple[str, ...]) -> bytes:
+        """The row's lines with `%s` where each value goes (a literal `%` doubled); in a
+        histogram's, `%d.0` for its counts (`SMALL_COUNT`) and `%s` for its sum."""
         labels, order = self.labels, self.order
         if self.kind != "histogram":
-            return [f"{self.family}{_labels(labels, order, key)} "]
+            return (f"{self.family}{_labels(labels, order, key)} ".replace("%", "%%") +
+                    "%s\n").encode()
         name = self.name
         head = "".join(f'{labels[i]}="{_escape_value(key[i])}",' for i in order
                        if labels[i] < "le")
@@ -91,7 +95,8 @@ class _ViewShape:
         lines.append(f'{bucket}+Inf"{tail}}} ')
         lines.append(f"{name}_count{plain} ")
         lines.append(f"{name}_sum{plain} ")
-        return [lines[0], *("\n" + line for line in lines[1:])]
+        return ("".join(line.replace("%", "%%") + "%d.0\n" for line in lines[:-1]) +
+                lines[-1].replace("%", "%%") + "%s\n").encode()
 
 
 class TextRenderer:
@@ -103,10 +108,14 @@ class TextRenderer:
         self._shapes: dict[object, _ViewShape] = {}
 
     def render(self, snapshot: MetricsSnapshot) -> str:
-        out: list[str] = []
+        return b"".join(self.pieces(snapshot)).decode()
+
+    def pieces(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The scrape's text in pieces, for the response to join once (UTF-8)."""
+        out: list[bytes] = []
         for data in snapshot.views:
             self._view(data, out)
-        return "".join(out)
+        return out
 
     def _shape(self, data: ViewData) -> _ViewShape:
         view = data.view
@@ -122,7 +131,8 @@ class TextRenderer:
             kind, family = "counter", name + "_total"
         else:
             kind, family = "untyped", name  # KrakenD's name, no `_total` (see collector.py)
-        header = f"# HELP {family} {_escape_help(view.description)}\n# TYPE {family} {kind}\n"
+        header = f"# HELP {family} {_escape_help(view.description)}\n# TYPE {family} {kind}\n" \
+            .encode()
         bounds = [go_float(b) for b in view.bounds] if kind == "histogram" else []
         shape = _ViewShape(name, family, kind, header, [sanitize(key) for key in view.tag_keys],
                            bounds)
@@ -130,11 +140,11 @@ class TextRenderer:
             self._shapes[view] = shape
         return shape
 
-    def _view(self, data: ViewData, out: list[str]) -> None:
+    def _view(self, data: ViewData, out: list[bytes]) -> None:
         shape = self._shape(data)
         out.append(shape.header)
         known = shape.rows
-        rows: dict[tuple[str, ...], tuple[list[str], object, str]] = {}
+        rows: dict[tuple[str, ...], tuple[bytes, object, bytes]] = {}
         histogram = shape.kind == "histogram"
         width = len(shape.bounds)
         for key, value in data.rows.items():
@@ -143,16 +153,20 @@ class TextRenderer:
                 rows[key] = cached
                 out.append(cached[2])
                 continue
-            prefixes = cached[0] if cached is not None else shape.prefixes(key)
+            template = cached[0] if cached is not None else shape.template(key)
             if histogram:
                 assert isinstance(value, DistributionValue)
                 count = value.count
-                numbers = [*map(_text_of, accumulate(value.bucket_counts[:width])),
-                           _text_of(count), _text_of(count), _text_of(value.sum)]
-                text = "".join(chain.from_iterable(zip(prefixes, numbers, strict=True))) + "\n"
+                if count < SMALL_COUNT:  # counts written as integers are: no text to look up
+                    text = template % (*accumulate(value.bucket_counts[:width]), count, count,
+                                       _text_of(value.sum))
+                else:  # the lines of a placeholder are the only ones ending in "%d.0\n"
+                    text = template.replace(b"%d.0\n", b"%s\n") % (
+                        *map(_text_of, accumulate(value.bucket_counts[:width])),
+                        _text_of(count), _text_of(count), _text_of(value.sum))
             else:
-                text = f"{prefixes[0]}{_text_of(value)}\n"  # type: ignore[arg-type]
-            rows[key] = (prefixes, value, text)
+                text = template % _text_of(value)  # type: ignore[arg-type]
+            rows[key] = (template, value, text)
             out.append(text)
         shape.rows = rows
 
