@@ -156,17 +156,20 @@ class ViewAggregator:
         return key, row
 
     def data(self) -> ViewData:
+        """The rows now (in memory: counts and buckets are ints already)."""
         if self.value is None:
             return ViewData(self.view, self.start_ns,
-                            {key: int(row[0]) for key, row in self.rows.items()})
+                            {key: row[0] for key, row in self.rows.items()})
         rows: dict[tuple[str, ...], Any] = {}
         for key, row in self.rows.items():
-            count, total, squares = int(row[0]), row[1], row[2]
-            ssd = max(0.0, squares - total * total / count) if count else 0.0
-            rows[key] = DistributionValue(
-                count, total, row[3] if count else 0.0, row[4] if count else 0.0, ssd,
-                tuple(row[5:]),  # ints: rows in memory count in ints
-            )
+            count = row[0]
+            if count:
+                total = row[1]
+                rows[key] = DistributionValue(count, total, row[3], row[4],
+                                              max(0.0, row[2] - total * total / count),
+                                              tuple(row[5:]))
+            else:
+                rows[key] = DistributionValue(0, row[1], 0.0, 0.0, 0.0, tuple(row[5:]))
         return ViewData(self.view, self.start_ns, rows)
 
 

@@ -239,3 +239,13 @@ def test_counts_past_a_million_are_written_as_prometheus_client_writes_them(
         expected = generate_latest(registry).decode()
         assert renderer.render(snapshot) == expected, factor
     assert 'http_path="/a%d.0"' in expected and "e+06" in renderer.render(scaled(3_000_001))
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.0, 0.1, 1e-7, 5e-324, 123456.75, 999999.9999,
+                                   1e6, 1000000.5, 12345678.0, 3e10 + 1, 1e16, 1.5e300, -5.5,
+                                   -2e7, float("inf"), float("-inf"), float("nan"), 7, 10**6])
+def test_number_is_prometheus_clients_text(value: float) -> None:
+    from gatescope_prometheus.text import number
+    from prometheus_client.utils import floatToGoString
+
+    assert number(value) == floatToGoString(value)

@@ -157,3 +157,32 @@ def test_scrapes_are_consistent_while_hammered(gatescope_plugins) -> None:
         for thread in threads:
             thread.join()
     assert checked > 100
+
+
+def test_a_scrape_of_many_pieces_is_whole_plain_and_gzipped(gatescope_plugins) -> None:
+    """A scrape far larger than one piece (`text.PIECE`) is sent, and gzipped, piece by piece:
+    both bodies equal prometheus-client's rendering, and Content-Length counts every byte."""
+    from gatescope_prometheus import SnapshotCollector
+    from gatescope_prometheus.text import PIECE
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    telemetry, exporter = start(gatescope_plugins, tag_path=True)
+    for i in range(300):
+        telemetry.kit.server.record("h", f"/items/{i}", "GET", "200", 10, 120, 1.5 + i % 50)
+    snapshot = telemetry.metrics()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: snapshot, "krakend"))
+    expected = generate_latest(registry)
+    assert len(expected) > 5 * PIECE
+    url = f"http://127.0.0.1:{exporter.port}/metrics"
+    for headers in ({}, {"Accept-Encoding": "gzip"}):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as response:
+            body = response.read()
+            assert int(response.headers["Content-Length"]) == len(body)
+            if headers:
+                assert response.headers["Content-Encoding"] == "gzip"
+                body = gzip.decompress(body)
+        # gatescope's views come first, then the process and Python collectors'.
+        assert body.startswith(expected), headers
+        assert b"python_info" in body[len(expected):]

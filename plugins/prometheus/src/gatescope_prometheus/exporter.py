@@ -47,11 +47,12 @@ class PrometheusExporter(BaseExporter):
         server = self.server
         return server.port if server is not None else None
 
-    def render(self) -> bytes:
-        """One scrape's body (text format 0.0.4): gatescope's views, then process/Python metrics."""
+    def render(self) -> list[bytes]:
+        """One scrape's body (text format 0.0.4) in pieces: gatescope's views, then process and
+        Python metrics."""
         pieces = self.views.pieces(self.context.metrics())
         pieces.append(generate_latest(self.runtime))
-        return b"".join(pieces)
+        return pieces
 
     # --- lifecycle ------------------------------------------------------------------------------
 

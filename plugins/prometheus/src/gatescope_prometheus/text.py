@@ -8,8 +8,9 @@ pieces. `test_exposition.py` proves the output equals `generate_latest` over `Sn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import accumulate
+from typing import Any
 
 from gatescope.metrics import DISTRIBUTION, LAST_VALUE, DistributionValue, MetricsSnapshot, ViewData
 
@@ -19,6 +20,8 @@ from gatescope_prometheus.collector import go_float, metric_name, sanitize
 def number(value: float) -> str:
     """A sample value exactly as prometheus-client writes it (Go-style exponent past 1e6)."""
     d = float(value)
+    if -_INF < d < 1e6:  # the usual case: Python's shortest repr is prometheus-client's text
+        return repr(d)
     if d != d:
         return "NaN"
     if d in (_INF, -_INF):
@@ -35,16 +38,18 @@ _INF = float("inf")
 # Counts below this are written as the integer and ".0" (`number`: no exponent before 1e6).
 SMALL_COUNT = 10**6
 _MEMO_LIMIT = 1 << 16
+# Bytes per piece of a scrape: below glibc's mmap threshold (128 KiB), so pieces reuse the heap.
+PIECE = 1 << 16
 
 
 class _NumberMemo(dict[float, bytes]):
     """`number`, as bytes, remembered for the values scrapes repeat (counts, sizes); bounded."""
 
     def __missing__(self, value: float) -> bytes:
-        text = number(value)
-        if len(self) < _MEMO_LIMIT and text not in ("-0.0", "NaN"):  # -0.0 == 0.0 as a key
-            self[value] = text.encode()
-        return text.encode()
+        text = number(value).encode()
+        if len(self) < _MEMO_LIMIT and text not in (b"-0.0", b"NaN"):  # -0.0 == 0.0 as a key
+            self[value] = text
+        return text
 
 
 _numbers = _NumberMemo()
@@ -75,7 +80,7 @@ class _ViewShape:
         self.bounds = bounds
         # tag values -> (lines' template, value last rendered, its text); replaced on every
         # render so rows gone from the snapshot are dropped.
-        self.rows: dict[tuple[str, ...], tuple[bytes, object, bytes]] = {}
+        self.rows: _Rendered = {}
 
     def template(self, key: tuple[str, ...]) -> bytes:
         """The row's lines with `%s` where each value goes (a literal `%` doubled); in a
@@ -111,10 +116,14 @@ class TextRenderer:
         return b"".join(self.pieces(snapshot)).decode()
 
     def pieces(self, snapshot: MetricsSnapshot) -> list[bytes]:
-        """The scrape's text in pieces, for the response to join once (UTF-8)."""
+        """The scrape's text (UTF-8) in pieces of about `PIECE` bytes: sent and compressed one
+        by one, so no buffer the size of the whole scrape is made (its fresh pages cost more
+        than copying into it)."""
         out: list[bytes] = []
+        rows: list[bytes] = []
         for data in snapshot.views:
-            self._view(data, out)
+            self._view(data, rows)
+            _gather(rows, out)
         return out
 
     def _shape(self, data: ViewData) -> _ViewShape:
@@ -143,32 +152,70 @@ class TextRenderer:
     def _view(self, data: ViewData, out: list[bytes]) -> None:
         shape = self._shape(data)
         out.append(shape.header)
-        known = shape.rows
-        rows: dict[tuple[str, ...], tuple[bytes, object, bytes]] = {}
-        histogram = shape.kind == "histogram"
-        width = len(shape.bounds)
-        for key, value in data.rows.items():
-            cached = known.get(key)
-            if cached is not None and cached[1] == value and (histogram or value):  # not +-0.0
-                rows[key] = cached
-                out.append(cached[2])
-                continue
-            template = cached[0] if cached is not None else shape.template(key)
-            if histogram:
-                assert isinstance(value, DistributionValue)
-                count = value.count
-                if count < SMALL_COUNT:  # counts written as integers are: no text to look up
-                    text = template % (*accumulate(value.bucket_counts[:width]), count, count,
-                                       _text_of(value.sum))
-                else:  # the lines of a placeholder are the only ones ending in "%d.0\n"
-                    text = template.replace(b"%d.0\n", b"%s\n") % (
-                        *map(_text_of, accumulate(value.bucket_counts[:width])),
-                        _text_of(count), _text_of(count), _text_of(value.sum))
-            else:
-                text = template % _text_of(value)  # type: ignore[arg-type]
-            rows[key] = (template, value, text)
-            out.append(text)
-        shape.rows = rows
+        if shape.kind == "histogram":
+            shape.rows = _histogram_rows(shape, data.rows, out)  # type: ignore[arg-type]
+        else:
+            shape.rows = _plain_rows(shape, data.rows, out)  # type: ignore[arg-type]
+
+
+_Rendered = dict[tuple[str, ...], tuple[bytes, Any, bytes]]  # template, value, text
+
+
+def _histogram_rows(shape: _ViewShape, values: Mapping[tuple[str, ...], DistributionValue],
+                    out: list[bytes]) -> _Rendered:
+    known = shape.rows
+    rows: _Rendered = {}
+    width = len(shape.bounds)
+    for key, value in values.items():
+        cached = known.get(key)
+        count = value.count
+        if cached is not None and count == cached[1].count and value == cached[1]:
+            rows[key] = cached  # (a changed row's count is the first thing to differ)
+            out.append(cached[2])
+            continue
+        template = cached[0] if cached is not None else shape.template(key)
+        if count < SMALL_COUNT:  # counts written as integers are: no text to look up
+            text = template % (*accumulate(value.bucket_counts[:width]), count, count,
+                               _text_of(value.sum))
+        else:  # the lines of a placeholder are the only ones ending in "%d.0\n"
+            text = template.replace(b"%d.0\n", b"%s\n") % (
+                *map(_text_of, accumulate(value.bucket_counts[:width])),
+                _text_of(count), _text_of(count), _text_of(value.sum))
+        rows[key] = (template, value, text)
+        out.append(text)
+    return rows
+
+
+def _plain_rows(shape: _ViewShape, values: Mapping[tuple[str, ...], float],
+                out: list[bytes]) -> _Rendered:
+    known = shape.rows
+    rows: _Rendered = {}
+    for key, value in values.items():
+        cached = known.get(key)
+        if cached is not None and value == cached[1] and value:  # not +-0.0: its text has a sign
+            rows[key] = cached
+            out.append(cached[2])
+            continue
+        template = cached[0] if cached is not None else shape.template(key)
+        text = template % _text_of(value)
+        rows[key] = (template, value, text)
+        out.append(text)
+    return rows
+
+
+def _gather(rows: list[bytes], out: list[bytes]) -> None:
+    """Move `rows` into `out` as pieces of about `PIECE` bytes."""
+    group: list[bytes] = []
+    size = 0
+    for row in rows:
+        group.append(row)
+        size += len(row)
+        if size >= PIECE:
+            out.append(b"".join(group))
+            group, size = [], 0
+    if group:
+        out.append(b"".join(group))
+    rows.clear()
 
 
 def _labels(labels: Sequence[str], order: Sequence[int], key: Sequence[str]) -> str:
