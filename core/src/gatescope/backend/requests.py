@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from gatescope.backend import ClientLayer
+from gatescope.backend import ClientCall, ClientLayer
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -41,9 +43,11 @@ class TelemetryAdapter(HTTPAdapter):
             call.finish(0, 0, exc)
             raise
         if stream:
-            # The body is read later, by the caller; the size announced is what is known now.
-            announced = response.headers.get("Content-Length", "")
-            call.finish(response.status_code, int(announced) if announced.isdigit() else 0)
+            if request.method == "HEAD" or response.status_code in (204, 304) or \
+                    response.headers.get("Content-Length") == "0":
+                call.finish(response.status_code, 0)  # no body will come
+            else:  # the caller reads the body later: the call ends with it
+                response.raw = StreamedBody(response.raw, call, response.status_code)
             return response
         try:
             received = len(response.content)  # what Session.send would read next anyway
@@ -52,6 +56,60 @@ class TelemetryAdapter(HTTPAdapter):
             raise
         call.finish(response.status_code, received)
         return response
+
+
+class StreamedBody:
+    """Stands in for a streamed response's `raw` (urllib3's response): counts the body bytes
+    read through it and records the call once, when the body ends, fails, or is closed first.
+    Everything else is the urllib3 response's own."""
+
+    def __init__(self, raw: Any, call: ClientCall, status: int) -> None:
+        self._raw = raw
+        self._call: ClientCall | None = call
+        self._status = status
+        self._context = copy_context()  # the caller's: the backend's endpoint names the path
+        self.received = 0
+
+    def stream(self, amt: int | None = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
+        try:
+            for chunk in self._raw.stream(amt, decode_content=decode_content):
+                self.received += len(chunk)
+                yield chunk
+        except GeneratorExit:  # the caller stopped reading: not a failure
+            self._finish(None)
+            raise
+        except Exception as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            data: bytes = self._raw.read(amt, *args, **kwargs)
+        except Exception as exc:
+            self._finish(exc)
+            raise
+        self.received += len(data)
+        if amt is None or not data:
+            self._finish(None)
+        return data
+
+    def close(self) -> None:
+        self._finish(None)
+        self._raw.close()
+
+    def release_conn(self) -> None:
+        self._finish(None)
+        self._raw.release_conn()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def _finish(self, error: BaseException | None) -> None:
+        call = self._call
+        if call is not None:
+            self._call = None
+            self._context.run(call.finish, self._status, self.received, error)
 
 
 def _text(value: str | bytes | None) -> str | None:
