@@ -94,11 +94,11 @@ def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
         with pinning.pinned():
             results["record"] = [asdict(statsbench.record_cost(n, size["record_calls"]))
                                  for n in (1, 100, 10_000)]
-            results["scrape"] = [asdict(statsbench.scrape_ms(1000, size["render_repeats"],
-                                                             multiprocess, changed))
-                                 for multiprocess in (False, True) for changed in (True, False)]
             results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
                 size["rss_requests"])]
+            results["scrape"] = [asdict(statsbench.scrape_ms_fresh(
+                1000, size["render_repeats"], multiprocess, changed))
+                for multiprocess in (False, True) for changed in (True, False)]
     if "breakdown" in sections:
         requests = size["breakdown_requests"]
         results["threads"] = [asdict(breakdown.thread_split(scenario, variant, requests))

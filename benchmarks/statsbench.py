@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -72,6 +76,17 @@ def scrape_ms(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = Fals
         with tempfile.TemporaryDirectory() as directory:
             return _scrape_ms(tag_sets, repeats, directory, changed)
     return _scrape_ms(tag_sets, repeats, None, changed)
+
+
+def scrape_ms_fresh(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False,
+                    changed: bool = False) -> ScrapeRow:
+    """`scrape_ms` in a fresh interpreter (same CPU placement), so that neither the heap nor the
+    collector's work left by earlier measurements is counted, and its caches leave none behind."""
+    code = ("import json, dataclasses, statsbench; print(json.dumps(dataclasses.asdict("
+            f"statsbench.scrape_ms({tag_sets}, {repeats}, {multiprocess}, {changed}))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(__file__),
+                            capture_output=True, text=True, check=True, timeout=600)
+    return ScrapeRow(**json.loads(result.stdout.splitlines()[-1]))
 
 
 def _scrape_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None,
