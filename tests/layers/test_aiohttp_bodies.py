@@ -15,17 +15,20 @@ from layer_helpers import rows, spans_of
 
 ENDPOINTS = [{
     "endpoint": "/gw",
-    "backend": [{"host": ["http://u"], "url_pattern": "/chunked/{n}"}],
+    "backend": [{"host": ["http://u"], "url_pattern": "/chunked/{n}"},
+                {"host": ["http://u"], "url_pattern": "/bytes/{n}"}],
 }]
 
 
-def call(telemetry: Any, body: Callable[[aiohttp.ClientSession], Awaitable[None]]) -> None:
+def call(telemetry: Any, body: Callable[[aiohttp.ClientSession], Awaitable[None]],
+         connections: int = 100) -> None:
     """Run `body` with an instrumented session under a sampled root span."""
     async def run() -> None:
         span = telemetry.kit.tracer.start_root("root", KIND_SERVER, None)
         token = current.set(span)
         try:
             async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=connections),
                     trace_configs=[telemetry.aiohttp_trace_config()]) as session:
                 await body(session)
         finally:
@@ -164,3 +167,29 @@ def test_a_body_cut_off_by_the_upstream_is_a_failed_call(make_telemetry: Any,
     span = client_span(telemetry)
     assert span.status_code == UNKNOWN and span.status_message
     assert "http.status_code" not in span.attributes
+
+
+def test_concurrent_calls_on_pooled_connections_each_count_once_under_their_backend(
+        make_telemetry: Any, upstream: Any) -> None:
+    """Tasks share a session (so bodies end in callbacks of connections other tasks opened);
+    each call is recorded once, with its own bytes and its own backend's path tag."""
+    telemetry = make_telemetry(sample_rate=0, endpoints=ENDPOINTS, tag_path=True)
+    calls = 60
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        pattern, path = ("/chunked/{n}", f"/chunked/{30 + i}") if i % 2 else \
+            ("/bytes/{n}", f"/bytes/{i}")
+        with telemetry.backend(pattern):
+            async with session.get(upstream.url + path) as response:
+                assert len(await response.read()) == int(path.rsplit("/", 1)[1])
+
+    async def body(session: aiohttp.ClientSession) -> None:
+        await asyncio.gather(*(one(session, i) for i in range(calls)))
+
+    call(telemetry, body, connections=3)  # each connection serves calls of both backends
+    snap = telemetry.metrics()
+    assert rows(snap, "client/completed_count") == {("GET", "200", "/chunked/{n}"): calls // 2,
+                                                    ("GET", "200", "/bytes/{n}"): calls // 2}
+    received = rows(snap, "client/received_bytes")
+    assert received[("GET", "200", "/chunked/{n}")].sum == sum(30 + i for i in range(1, calls, 2))
+    assert received[("GET", "200", "/bytes/{n}")].sum == sum(range(0, calls, 2))
