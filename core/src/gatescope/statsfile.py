@@ -153,12 +153,7 @@ class Totals:
         self.start_ns[view.name] = start_ns if known is None else min(known, start_ns)
 
     def add_row(self, name: str, key: tuple[str, ...], values: Sequence[float]) -> None:
-        rows = self.rows.setdefault(name, {})
-        current = rows.get(key)
-        if current is None:
-            rows[key] = list(values)
-        else:
-            _add(current, values)
+        _sum_row(self.rows.setdefault(name, {}), key, values)
 
     def merge(self, other: Totals) -> None:
         for name, view in other.views.items():
@@ -187,8 +182,13 @@ class Totals:
         return out
 
 
-def _add(current: list[float], values: Sequence[float]) -> None:
-    """One row's doubles into another's (a count, or a distribution)."""
+def _sum_row(rows: dict[tuple[str, ...], list[float]], key: tuple[str, ...],
+             values: Sequence[float]) -> None:
+    """One row's doubles (a count, or a distribution) added to the row of `key` in `rows`."""
+    current = rows.get(key)
+    if current is None:
+        rows[key] = list(values)
+        return
     if len(current) == 1:
         current[0] += values[0]
         return
@@ -300,11 +300,7 @@ class FileReader:
                 values = before.get(offset) if before else None
                 if values is None:
                     values = doubles.unpack_from(data, offset)
-                current = rows.get(key)
-                if current is None:
-                    rows[key] = list(values)
-                else:
-                    _add(current, values)
+                _sum_row(rows, key, values)
         where, bounds = self._where, self._bounds
 
         def row_at(offset: int) -> tuple[list[float], Sequence[float]]:
