@@ -23,7 +23,7 @@ class BodyWatch:
     __slots__ = ("call", "close", "context", "release", "response")
 
     def __init__(self, call: ClientCall, response: aiohttp.ClientResponse) -> None:
-        self.call: ClientCall | None = call
+        self.call = call
         self.response = response
         # The body's end is fed from the connection's callbacks, outside the caller's context
         # (where the backend's endpoint, and so the path tag, is set).
@@ -48,18 +48,17 @@ class BodyWatch:
 
     def finish(self) -> None:
         """Record with the body bytes aiohttp delivered (decompressed when it decompressed them,
-        like the requests adapter); a body cut off by the upstream is a failed call."""
-        call = self.call
-        if call is None:
+        like the requests adapter); a body cut off by the upstream is a failed call. The first
+        call records (`ClientCall.finish` ignores later ones)."""
+        if self.call.recorded:
             return
-        self.call = None
         response = self.response
         overrides = vars(response)
         overrides.pop("release", None)
         overrides.pop("close", None)
         content = response.content
         error = None if content.is_eof() else content.exception()
-        call.finish(response.status, content.total_bytes, error)
+        self.call.finish(response.status, content.total_bytes, error)
 
 
 def trace_config(kit: Kit) -> aiohttp.TraceConfig:

@@ -65,7 +65,7 @@ class StreamedBody:
 
     def __init__(self, raw: Any, call: ClientCall, status: int) -> None:
         self._raw = raw
-        self._call: ClientCall | None = call
+        self._call = call
         self._status = status
         self._context = copy_context()  # the caller's: the backend's endpoint names the path
         self.received = 0
@@ -106,10 +106,8 @@ class StreamedBody:
         return getattr(self._raw, name)
 
     def _finish(self, error: BaseException | None) -> None:
-        call = self._call
-        if call is not None:
-            self._call = None
-            self._context.run(call.finish, self._status, self.received, error)
+        """Record the call (`ClientCall.finish` records once: later calls change nothing)."""
+        self._context.run(self._call.finish, self._status, self.received, error)
 
 
 def _text(value: str | bytes | None) -> str | None:
