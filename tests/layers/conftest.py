@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 import time
@@ -23,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # for layer_helpers (importlib m
 
 class _Upstream(BaseHTTPRequestHandler):
     """GET /bytes/<n> -> n bytes; /chunked/<n> -> n bytes chunked, in three chunks 20 ms apart;
-    /truncated/<n> -> n bytes announced, half sent, connection closed; /status/<code>; /redirect/<path> -> 302 to /<path>; anything else -> JSON of the
-    headers seen."""
+    /truncated/<n> -> n bytes announced, half sent, connection closed; /gzip/<n> -> n bytes
+    gzipped (Content-Encoding: gzip); /badgzip -> a body that is not gzip, said to be;
+    /status/<code>; /redirect/<path> -> 302 to /<path>; anything else -> JSON of the headers
+    seen."""
 
     protocol_version = "HTTP/1.1"
     seen: list[dict[str, str]] = []
@@ -68,6 +71,9 @@ class _Upstream(BaseHTTPRequestHandler):
             return
         if parts[0] == "bytes":
             body = b"x" * int(parts[1])
+        elif parts[0] in ("gzip", "badgzip"):
+            body = gzip.compress(b"g" * int(parts[1])) if parts[0] == "gzip" else b"not gzip" * 8
+            extra.append(("Content-Encoding", "gzip"))
         elif parts[0] == "status":
             status = int(parts[1])
             body = b""

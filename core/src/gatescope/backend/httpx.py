@@ -25,6 +25,10 @@ def _has_raw_list() -> bool:
 
 
 _RAW_LIST = _has_raw_list()
+# httpx decodes a body (gzip, deflate, br, zstd) in `Response.iter_bytes` with the decoder that
+# `_get_content_decoder` makes once and keeps in `_decoder`; a counting stand-in there sees the
+# decoded bytes. Checked once, like `_RAW_LIST`: without it, the bytes on the wire are counted.
+_DECODER_HOOK = callable(getattr(httpx.Response, "_get_content_decoder", None))
 
 
 def _text(value: bytes, headers: httpx.Headers) -> str:
@@ -152,10 +156,16 @@ class _CountingResponseStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         self._call = call
         self._status = status
         self._received = 0
+        self.decoded: int | None = None  # counted by `_DecodedCount` once httpx decodes the body
         self._chunks: Any = None
 
-    def _failed(self, exc: Exception) -> None:
-        self._call.finish(self._status, self._received, exc)
+    def failed(self, exc: BaseException) -> None:
+        self._call.finish(self._status, self._counted(), exc)
+
+    def _counted(self) -> int:
+        """The body as the caller read it: decoded when httpx decoded it (OpenCensus counts
+        response bytes uncompressed), else as it arrived (`iter_raw`, no Content-Encoding)."""
+        return self._received if self.decoded is None else self.decoded
 
     def __iter__(self) -> Iterator[bytes]:
         self._chunks = iter(self._stream)
@@ -167,7 +177,7 @@ class _CountingResponseStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         except StopIteration:
             raise
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
             raise
         self._received += len(chunk)
         return chunk
@@ -182,7 +192,7 @@ class _CountingResponseStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         except StopAsyncIteration:
             raise
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
             raise
         self._received += len(chunk)
         return chunk
@@ -191,21 +201,64 @@ class _CountingResponseStream(httpx.SyncByteStream, httpx.AsyncByteStream):
         try:
             self._stream.close()
         finally:
-            self._call.finish(self._status, self._received)
+            self._call.finish(self._status, self._counted())
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
-            self._call.finish(self._status, self._received)
+            self._call.finish(self._status, self._counted())
+
+
+class _DecodedCount:
+    """Stands in for an encoded body's decoder, adding what it yields to the stream's count; a
+    body that fails to decode fails the call, as a body cut off does."""
+
+    __slots__ = ("_decoder", "_stream")
+
+    def __init__(self, decoder: Any, stream: _CountingResponseStream) -> None:
+        self._decoder = decoder
+        self._stream = stream
+
+    def decode(self, data: bytes) -> bytes:
+        return self._counted(self._decoder.decode, data)
+
+    def flush(self) -> bytes:
+        # httpx flushes once the raw stream has closed, so after the record; its decoders hand
+        # out everything in `decode` (zlib without max_length, brotli, zstd): this gives b"".
+        return self._counted(self._decoder.flush)
+
+    def _counted(self, step: Any, *data: bytes) -> bytes:
+        stream = self._stream
+        try:
+            out: bytes = step(*data)
+        except Exception as exc:
+            stream.failed(exc)
+            raise
+        stream.decoded = (stream.decoded or 0) + len(out)
+        return out
+
+
+def _encoded(response: httpx.Response) -> bool:
+    """Whether the response names a Content-Encoding other than identity."""
+    if _RAW_LIST:
+        for _, key, value in response.headers._list:
+            if key == b"content-encoding" and value.strip().lower() != b"identity":
+                return True
+        return False
+    encoding: str = response.headers.get("content-encoding", "identity")
+    return encoding.strip().lower() != "identity"
 
 
 def _counted(response: httpx.Response, call: ClientCall) -> httpx.Response:
     """The response with its body counted; recorded at once if the transport already read it."""
-    if response.is_closed:  # already read by the transport (MockTransport, caches)
+    if response.is_closed:  # already read, and decoded, by the transport (MockTransport, caches)
         call.finish(response.status_code, len(response.content))
-    else:
-        response.stream = _CountingResponseStream(response.stream, call, response.status_code)
+        return response
+    stream = _CountingResponseStream(response.stream, call, response.status_code)
+    if _DECODER_HOOK and _encoded(response):
+        response._decoder = _DecodedCount(response._get_content_decoder(), stream)  # type: ignore[assignment]
+    response.stream = stream
     return response
 
 
