@@ -3,6 +3,7 @@ that a kill or a reader in the middle never turns into a lost, doubled or backwa
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -261,3 +262,55 @@ def test_the_directory_keeps_a_reader_per_live_file_only(tmp_path: Any) -> None:
     assert list(shared.directory._readers) == [shared.store.name]  # the dead file was absorbed
     shared.server.record("h", "/a", "GET", "200", 0.0, 1.0, 1.0)
     assert shared.snapshot().view(COUNT).rows == {("/a", "GET", "200"): 2, ("/b", "GET", "200"): 1}
+
+
+def _workers(tmp_path: Any, batches: list[list[tuple[Any, ...]]]) -> list[Stats]:
+    """Live workers sharing a directory (one Stats each, in this process: every file is live)."""
+    workers = [Stats(TAGS, multiprocess_dir=str(tmp_path)) for _ in batches]
+    for worker, records in zip(workers, batches, strict=True):
+        for record in records:
+            worker.server.record(*record)
+    return workers
+
+
+def test_files_sharing_rows_are_summed_with_their_unfolded_entries(tmp_path: Any) -> None:
+    # shared shapes across files; 300 and 700 records leave entries unfolded in the rings
+    batches = [_records(300, 6, seed=20), _records(700, 6, seed=21), _records(40, 6, seed=22),
+               _records(256, 6, seed=23)]
+    workers = _workers(tmp_path, batches)
+    assert any(worker.server._pending for worker in workers)
+    assert_same(workers[0].snapshot(), _reference([r for batch in batches for r in batch]))
+
+
+def test_a_file_with_a_ring_entry_for_no_row_adds_nothing(tmp_path: Any, caplog: Any) -> None:
+    good, bad = _records(300, 5, seed=24), _records(300, 5, seed=25)
+    reader_side, broken = _workers(tmp_path, [good, bad])
+    assert len(broken.server._pending) == 300 - stats.RECORD_BATCH  # folded rows, then entries
+    layout = broken.server._journal.layout
+    with open(broken.store.path, "r+b") as handle:  # the last entry's first row offset: nowhere
+        handle.seek(layout.ring_at + (299 % layout.capacity) * layout.size)
+        handle.write(struct.pack("=Q", 8))
+    assert_same(reader_side.snapshot(), _reference(good))  # none of the broken file's rows
+    assert f"skipping unreadable stats file {broken.store.name}" in caplog.text
+    assert "ring entry for no row" in caplog.text
+
+
+def test_a_file_whose_view_has_other_bounds_is_refused_before_it_adds(tmp_path: Any,
+                                                                      monkeypatch: Any) -> None:
+    first = _workers(tmp_path, [_records(300, 5, seed=26)])[0]
+    monkeypatch.setattr(stats, "LATENCY_BOUNDS", (1.0, 10.0, 100.0))
+    other = _workers(tmp_path, [_records(300, 5, seed=27)])[0]
+    totals = statsfile.read_process_file(first.store.path)
+    before = copy.deepcopy(totals.rows)
+    with pytest.raises(ValueError, match=f"has view {LATENCY} as distribution .1.0, 10.0, 100.0."):
+        statsfile.FileReader(other.store.path).read(totals)
+    assert totals.rows == before
+
+
+def test_rows_of_different_lengths_are_never_summed(tmp_path: Any) -> None:
+    rows: dict[Any, list[float]] = {}
+    statsfile._sum_row(rows, ("a",), (1.0, 2.0, 4.0, 2.0, 2.0, 1.0, 0.0))
+    with pytest.raises(ValueError, match="a row of 6 doubles for one of 7"):
+        statsfile._sum_row(rows, ("a",), (1.0, 3.0, 9.0, 3.0, 3.0, 1.0))
+    statsfile._sum_row(rows, ("a",), (2.0, 1.0, 0.5, 0.5, 0.5, 1.0, 1.0))
+    assert rows == {("a",): [3.0, 3.0, 4.5, 0.5, 2.0, 2.0, 1.0]}

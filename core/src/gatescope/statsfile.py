@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import add
 from typing import Any
 
 from gatescope import journal
@@ -192,13 +193,12 @@ def _sum_row(rows: dict[tuple[str, ...], list[float]], key: tuple[str, ...],
     if len(current) == 1:
         current[0] += values[0]
         return
-    current[0] += values[0]
-    current[1] += values[1]
-    current[2] += values[2]
-    current[3] = min(current[3], values[3])
-    current[4] = max(current[4], values[4])
-    for index in range(5, len(current)):
-        current[index] += values[index]
+    if len(values) != len(current):  # workers with other bucket bounds for the same view
+        raise ValueError(f"a row of {len(values)} doubles for one of {len(current)} elsewhere")
+    low, high = current[3], current[4]
+    current[:] = map(add, current, values)  # one builtin pass over the row's ~40 doubles
+    current[3] = min(low, values[3])
+    current[4] = max(high, values[4])
 
 
 def _value_of(view: View) -> Callable[[Sequence[float]], int | float | DistributionValue]:
@@ -253,7 +253,7 @@ class FileReader:
         self._bounds: dict[str, Sequence[float]] = {}
         # Per view: each row's file offset, tag values and doubles; and each row by its offset.
         self._by_view: dict[str, list[tuple[int, tuple[str, ...], struct.Struct]]] = {}
-        self._where: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._where: dict[int, tuple[str, struct.Struct]] = {}
         self._rings: dict[int, journal.RingLayout] = {}
 
     def read(self, into: Totals | None = None) -> Totals:
@@ -280,6 +280,8 @@ class FileReader:
         raise ValueError(f"{self.path} was folding through {READ_ATTEMPTS} reads")
 
     def _totals(self, data: bytes, controls: list[tuple[int, int]], totals: Totals) -> Totals:
+        """Add the file's rows to `totals`: everything that can fail is done first, so a file
+        that cannot be read adds nothing."""
         if len(data) < HEADER_V1 or data[8:16] == bytes(8):
             return totals  # a file its process is still creating: nothing recorded yet
         magic = data[8:16]
@@ -288,24 +290,40 @@ class FileReader:
         if magic != self._magic:
             self._forget(magic)
         self._scan(data)
+        for view, _ in self._views:
+            known = totals.views.get(view.name)
+            if known is not None and (known.aggregation, known.bounds) != \
+                    (view.aggregation, view.bounds):
+                raise ValueError(f"{self.path} has view {view.name} as {view.aggregation} "
+                                 f"{list(view.bounds)}, summed so far as {known.aggregation} "
+                                 f"{list(known.bounds)}")
+        rows = self._rows_now(data, controls)
         for view, start_ns in self._views:
             totals.add_view(view, start_ns)
-        before: dict[int, tuple[float, ...]] = {}  # rows a fold under way was changing
-        for slot, layout in self._rings.items():
-            before.update(journal.undone_rows(data, layout, controls[slot][0]))
         sums = totals.rows
         for name, entries in self._by_view.items():
-            rows = sums.setdefault(name, {})
+            summed = sums.setdefault(name, {})
             for offset, key, doubles in entries:
-                values = before.get(offset) if before else None
-                if values is None:
-                    values = doubles.unpack_from(data, offset)
-                _sum_row(rows, key, values)
+                values = rows.get(offset) if rows else None
+                _sum_row(summed, key, doubles.unpack_from(data, offset) if values is None
+                         else values)
+        return totals
+
+    def _rows_now(self, data: bytes, controls: list[tuple[int, int]]) -> dict[int, Sequence[float]]:
+        """Rows, by file offset, that differ from what the copy holds: those a fold under way
+        was changing (as they were before it), and those the rings' unfolded entries add to."""
+        rows: dict[int, Sequence[float]] = {}
+        for slot, layout in self._rings.items():
+            rows.update(journal.undone_rows(data, layout, controls[slot][0]))
         where, bounds = self._where, self._bounds
 
         def row_at(offset: int) -> tuple[list[float], Sequence[float]]:
-            name, key = where[offset]
-            return sums[name][key], bounds[name]
+            name, doubles = where[offset]
+            row = rows.get(offset)
+            if type(row) is not list:
+                row = rows[offset] = list(doubles.unpack_from(data, offset) if row is None
+                                          else row)
+            return row, bounds[name]
 
         try:
             for slot, layout in self._rings.items():
@@ -314,7 +332,7 @@ class FileReader:
         except (KeyError, IndexError, struct.error) as exc:
             raise ValueError(f"{self.path} has a ring entry for no row of the file "
                              f"({exc!r})") from exc
-        return totals
+        return rows
 
     def _scan(self, data: bytes) -> None:
         """Parse the entries committed since the last read (kept only once all parsed)."""
@@ -339,7 +357,7 @@ class FileReader:
         self._bounds.update((view.name, view.bounds) for view, _ in views)
         for offset, name, key, doubles in rows:
             self._by_view.setdefault(name, []).append((offset, key, doubles))
-            self._where[offset] = (name, key)
+            self._where[offset] = (name, doubles)
         self._rings.update(rings)
         self._parsed = pos
 
