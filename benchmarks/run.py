@@ -38,6 +38,8 @@ SIZES = {
     "record_calls": (300_000, 200), "render_repeats": (10, 1), "rss_requests": (1_000_000, 400),
     "breakdown_requests": (20_000, 50),
 }
+# Worker files summed in the many-workers `/metrics` case (this one, and copies of it).
+SCRAPE_FILES = 4
 # (scenario, variant) pairs whose time is broken down by thread and by function.
 BREAKDOWNS = (("router", "gatescope-0"), ("router", "gatescope-100"),
               ("router", "gatescope-100-process"), ("gateway", "gatescope-0"),
@@ -97,8 +99,9 @@ def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
             results["rss"] = [asdict(row) for row in statsbench.rss_under_random_paths(
                 size["rss_requests"])]
             results["scrape"] = [asdict(statsbench.scrape_ms_fresh(
-                1000, size["render_repeats"], multiprocess, changed))
-                for multiprocess in (False, True) for changed in (True, False)]
+                1000, size["render_repeats"], multiprocess, changed, files))
+                for multiprocess, files in ((False, 1), (True, 1), (True, SCRAPE_FILES))
+                for changed in (True, False)]
     if "breakdown" in sections:
         requests = size["breakdown_requests"]
         results["threads"] = [asdict(breakdown.thread_split(scenario, variant, requests))
@@ -283,11 +286,14 @@ def report(results: dict[str, Any], command: str) -> str:
                 "the snapshot and the text body, as the server builds it; then gzip level 1, "
                 "which Prometheus asks for and zlib runs without the GIL). Changed: one more "
                 "record per tag set before each scrape, so every row's text is made anew; "
-                "unchanged: rows reuse the text of the last scrape. Multi-process: rows in a "
-                "worker's file, which the snapshot reads back.", "",
-                "| rows | every row changed | ms | gzip ms | body MiB |",
-                "|---|---|---:|---:|---:|"]
-        out += [f"| {row['rows']} | {'yes' if row['changed'] else 'no'} | {row['ms']:.1f} | "
+                "unchanged: rows reuse the text of the last scrape. Multi-process: rows in "
+                "worker files, which the snapshot reads back and sums (one file, or this one "
+                f"and {SCRAPE_FILES - 1} copies standing for other workers that saw the same "
+                "paths).", "",
+                "| rows | worker files | every row changed | ms | gzip ms | body MiB |",
+                "|---|---:|---|---:|---:|---:|"]
+        out += [f"| {row['rows']} | {row['files'] if row['rows'] != 'memory' else ''} | "
+                f"{'yes' if row['changed'] else 'no'} | {row['ms']:.1f} | "
                 f"{row['gzip_ms']:.1f} | {row['body_mib']:.1f} |"
                 for row in results["scrape"]]
         out += ["", "RSS with random paths (tag_path on, path_aggregation off, max_tag_sets 2000):",

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def _record_cost(tag_sets: int, records: int, multiprocess_dir: str | None) -> f
 @dataclass
 class ScrapeRow:
     rows: str  # "memory", or "multi-process" (rows in a shared file, read back)
+    files: int  # worker files summed (multi-process): this one, plus copies standing for others
     changed: bool  # every row changed since the last scrape (else none did)
     ms: float  # the snapshot and the text body's pieces: what the server holds the GIL for
     gzip_ms: float  # then gzip level 1, piece by piece (zlib lets go of the GIL meanwhile)
@@ -68,29 +70,31 @@ class ScrapeRow:
 
 
 def scrape_ms(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False,
-              changed: bool = False) -> ScrapeRow:
+              changed: bool = False, files: int = 1) -> ScrapeRow:
     """Median ms to snapshot and render every view as Prometheus text with `tag_sets` server and
     `tag_sets` client paths, as `/metrics` builds its body (`changed`: one more record per tag
-    set, a different latency each time, before every scrape, so no row's text can be reused)."""
+    set, a different latency each time, before every scrape, so no row's text can be reused;
+    `files`, multi-process: the worker file is summed with `files - 1` copies of itself, as the
+    files of other workers that saw the same paths)."""
     if multiprocess:
         with tempfile.TemporaryDirectory() as directory:
-            return _scrape_ms(tag_sets, repeats, directory, changed)
-    return _scrape_ms(tag_sets, repeats, None, changed)
+            return _scrape_ms(tag_sets, repeats, directory, changed, files)
+    return _scrape_ms(tag_sets, repeats, None, changed, 1)
 
 
 def scrape_ms_fresh(tag_sets: int = 1000, repeats: int = 20, multiprocess: bool = False,
-                    changed: bool = False) -> ScrapeRow:
+                    changed: bool = False, files: int = 1) -> ScrapeRow:
     """`scrape_ms` in a fresh interpreter (same CPU placement), so that neither the heap nor the
     collector's work left by earlier measurements is counted, and its caches leave none behind."""
     code = ("import json, dataclasses, statsbench; print(json.dumps(dataclasses.asdict("
-            f"statsbench.scrape_ms({tag_sets}, {repeats}, {multiprocess}, {changed}))))")
+            f"statsbench.scrape_ms({tag_sets}, {repeats}, {multiprocess}, {changed}, {files}))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(__file__),
                             capture_output=True, text=True, check=True, timeout=600)
     return ScrapeRow(**json.loads(result.stdout.splitlines()[-1]))
 
 
 def _scrape_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None,
-               changed: bool) -> ScrapeRow:
+               changed: bool, files: int) -> ScrapeRow:
     stats = Stats(TagOptions(path=True, method=True, status=True), max_tag_sets=tag_sets + 10,
                   multiprocess_dir=multiprocess_dir)
 
@@ -101,6 +105,10 @@ def _scrape_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None,
             stats.client.record("", f"/up/{i}", "GET", "200", 10, 120, latency)
 
     record(0)
+    if multiprocess_dir is not None and stats.store is not None:
+        stats.folded()  # folds what is queued: the copies hold rows, not ring entries
+        for copy in range(files - 1):  # names without a pid: read as live workers' files
+            shutil.copy(stats.store.path, os.path.join(multiprocess_dir, f"w{copy}-copy.gsdb"))
     renderer = TextRenderer("krakend")
     renderer.pieces(stats.snapshot())  # the first scrape builds every row's template
     samples, zipped = [], []
@@ -116,7 +124,7 @@ def _scrape_ms(tag_sets: int, repeats: int, multiprocess_dir: str | None,
     body = b"".join(pieces)
     if body.count(f"http_path=\"/items/{tag_sets - 1}\"".encode()) < 1:
         raise RuntimeError("the rendering lacks rows")
-    return ScrapeRow("multi-process" if multiprocess_dir else "memory", changed,
+    return ScrapeRow("multi-process" if multiprocess_dir else "memory", files, changed,
                      statistics.median(samples), statistics.median(zipped), len(body) / 2**20)
 
 

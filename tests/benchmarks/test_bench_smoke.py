@@ -62,8 +62,10 @@ def test_export_aggregation_and_memory_sections(results: dict) -> None:
     assert [r["tag_sets"] for r in results["record"]] == [1, 100, 10_000]
     assert all(r["us_per_record"] > 0 and r["us_per_record_multiprocess"] > 0
                for r in results["record"])
-    assert {(r["rows"], r["changed"]) for r in results["scrape"]} == {
-        (rows, changed) for rows in ("memory", "multi-process") for changed in (True, False)}
+    assert {(r["rows"], r["files"], r["changed"]) for r in results["scrape"]} == {
+        (rows, files, changed) for rows, files in (("memory", 1), ("multi-process", 1),
+                                                   ("multi-process", 4))
+        for changed in (True, False)}
     assert all(r["ms"] > 0 and r["gzip_ms"] > 0 and r["body_mib"] > 0 for r in results["scrape"])
     assert results["rss"] and all(r["rss_mib"] > 0 for r in results["rss"])
 

@@ -40,7 +40,7 @@ _ENTRY = struct.Struct("=II")  # metadata length, number of doubles
 
 log = logging.getLogger("gatescope.multiproc")
 
-Rows = dict[str, dict[tuple[str, ...], list[float]]]
+Rows = dict[str, dict[tuple[str, ...], Sequence[float]]]
 
 
 class ProcessFile:
@@ -183,22 +183,23 @@ class Totals:
         return out
 
 
-def _sum_row(rows: dict[tuple[str, ...], list[float]], key: tuple[str, ...],
+def _sum_row(rows: dict[tuple[str, ...], Sequence[float]], key: tuple[str, ...],
              values: Sequence[float]) -> None:
-    """One row's doubles (a count, or a distribution) added to the row of `key` in `rows`."""
+    """One row's doubles (a count, or a distribution) added to the row of `key` in `rows`.
+    Rows are replaced, never changed in place: the first file's are kept as they were read."""
     current = rows.get(key)
     if current is None:
-        rows[key] = list(values)
-        return
-    if len(current) == 1:
-        current[0] += values[0]
+        rows[key] = values
         return
     if len(values) != len(current):  # workers with other bucket bounds for the same view
         raise ValueError(f"a row of {len(values)} doubles for one of {len(current)} elsewhere")
-    low, high = current[3], current[4]
-    current[:] = map(add, current, values)  # one builtin pass over the row's ~40 doubles
-    current[3] = min(low, values[3])
-    current[4] = max(high, values[4])
+    if len(current) == 1:
+        rows[key] = (current[0] + values[0],)
+        return
+    summed = list(map(add, current, values))  # one builtin pass over the row's ~40 doubles
+    summed[3] = min(current[3], values[3])
+    summed[4] = max(current[4], values[4])
+    rows[key] = summed
 
 
 def _value_of(view: View) -> Callable[[Sequence[float]], int | float | DistributionValue]:
