@@ -227,9 +227,10 @@ def test_multiprocess_records_are_in_the_file_at_once(tmp_path):
     stats = Stats(multiprocess_dir=str(tmp_path))
     stats.server.record("h", "", "GET", "200", 0, 10, 1.0)
     assert len(stats.server._pending) == 1  # not folded yet: other workers read it in the ring
-    found = multiproc.read_process_file(stats.store.path)
-    assert found.rows["opencensus.io/http/server/request_count"] == {(): [1.0]}
-    assert found.rows["opencensus.io/http/server/response_bytes"][()][:5] == [1, 10, 100, 10, 10]
+    found = multiproc.read_process_file(stats.store.path).explicit_rows()
+    assert found["opencensus.io/http/server/request_count"] == {(): [1.0]}
+    assert found["opencensus.io/http/server/response_bytes"][()][:5] == [1, 10, 100, 10, 10]
+    assert found["opencensus.io/http/server/response_bytes"][()][5:] == [1] + [0] * 13
     assert _count(stats) == 1
 
 

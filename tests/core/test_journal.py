@@ -12,8 +12,8 @@ import struct
 from typing import Any
 
 import pytest
-from gatescope import multiproc, stats, statsfile
-from gatescope.metrics import LATENCY_BOUNDS, MetricsSnapshot
+from gatescope import lanes, multiproc, stats, statsfile, totals
+from gatescope.metrics import LATENCY_BOUNDS, MetricsSnapshot, View
 from gatescope.stats import Stats, TagOptions
 from gatescope.testing import exit_code, fork_child
 
@@ -307,10 +307,38 @@ def test_a_file_whose_view_has_other_bounds_is_refused_before_it_adds(tmp_path: 
     assert totals.rows == before
 
 
-def test_rows_of_different_lengths_are_never_summed(tmp_path: Any) -> None:
-    rows: dict[Any, list[float]] = {}
-    statsfile._sum_row(rows, ("a",), (1.0, 2.0, 4.0, 2.0, 2.0, 1.0, 0.0))
-    with pytest.raises(ValueError, match="a row of 6 doubles for one of 7"):
-        statsfile._sum_row(rows, ("a",), (1.0, 3.0, 9.0, 3.0, 3.0, 1.0))
-    statsfile._sum_row(rows, ("a",), (2.0, 1.0, 0.5, 0.5, 0.5, 1.0, 1.0))
-    assert rows == {("a",): [3.0, 3.0, 4.5, 0.5, 2.0, 2.0, 1.0]}
+def test_rows_add_up_whole_and_a_count_never_meets_a_distribution() -> None:
+    summed = totals.Totals()
+    summed.add_view(View(LATENCY, "d", "ms", "distribution", ("http.path",), (1.0, 5.0)), 0)
+    big = 2 ** 40  # lanes carry nothing into their neighbours
+    summed.add_row(LATENCY, ("a",), [1, 2.0, 4.0, 2.0, 2.0, 0, 1, big])
+    summed.add_row(LATENCY, ("a",), [2, 1.0, 0.5, 0.5, 0.5, 2, 0, big - 1])
+    assert summed.explicit_rows() == {LATENCY: {("a",): [3, 3.0, 4.5, 0.5, 2.0, 2, 1, 2 * big - 1]}}
+    [data] = summed.view_data([])
+    assert data.rows[("a",)].bucket_counts == (2, 1, 2 * big - 1)
+    with pytest.raises(ValueError, match="a row of 1 figures for one of 6"):
+        summed.add_row(LATENCY, ("a",), [5])
+
+
+def test_a_file_from_before_biased_buckets_is_still_read(tmp_path: Any, monkeypatch: Any) -> None:
+    before = _records(300, 4, seed=30)  # some folded, some left in the ring
+    monkeypatch.setattr(statsfile, "MAGIC", statsfile.MAGIC_V2)  # as files were written before
+    monkeypatch.setattr(lanes, "BIAS", 0.0)
+    [old] = _workers(tmp_path, [before])
+    monkeypatch.undo()
+    with open(old.store.path, "rb") as handle:
+        assert handle.read(16)[8:] == b"GSDB0002"
+    after = _records(300, 4, seed=31)
+    [new] = _workers(tmp_path, [after])
+    assert_same(new.snapshot(), _reference(before + after))
+
+
+def test_bucket_counts_are_biased_doubles_in_the_file(tmp_path: Any) -> None:
+    """The layout `gatescope.lanes` reads: a distribution row's buckets hold 2**52 + count."""
+    [worker] = _workers(tmp_path, [[("h", "/a", "GET", "200", 0.0, 10.0, 2.5)] * 300])
+    worker.folded()
+    agg = next(a for a in worker.server.views if a.view.name == LATENCY)
+    [row] = agg.rows.values()
+    assert row[0] == 300 and list(row[5:]).count(2.0 ** 52 + 300) == 1
+    assert all(b == 2.0 ** 52 for b in row[5:] if b != 2.0 ** 52 + 300)
+    assert agg.data().rows[("/a", "GET", "200")].bucket_counts[2] == 300  # 2 <= 2.5 < 3

@@ -23,11 +23,11 @@ from gatescope.statsfile import (
     SUFFIX,
     FileReader,
     ProcessFile,
-    Totals,
     read_process_file,
     view_from_json,
     view_to_json,
 )
+from gatescope.totals import Totals
 
 __all__ = ["ARCHIVE", "ENV_DIR", "SUFFIX", "Archive", "Directory", "ProcessFile", "PushLeadership",
            "Totals", "configured_directory", "directory_lock", "pid_alive", "read_process_file"]
@@ -102,7 +102,7 @@ class Archive:
             "version": 1,
             "absorbed": sorted(self.absorbed | set(names)),
             "views": [[view_to_json(v), totals.start_ns[n]] for n, v in totals.views.items()],
-            "rows": [[name, list(key), values] for name, rows in totals.rows.items()
+            "rows": [[name, list(key), values] for name, rows in totals.explicit_rows().items()
                      for key, values in rows.items()],
         }
         temporary = f"{self.path}.{os.getpid()}.tmp"

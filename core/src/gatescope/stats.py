@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from gatescope import journal, multiproc
+from gatescope import journal, lanes, multiproc
 from gatescope.folding import fold_batch, fold_records
 from gatescope.metrics import (
     COUNT,
@@ -151,25 +151,30 @@ class ViewAggregator:
         row: Any = [0] if self.value is None else \
             [0, 0.0, 0.0, float("inf"), float("-inf")] + [0] * self.nbuckets
         if self.store is not None:
+            if self.value is not None:  # a file's bucket counts are biased (`gatescope.lanes`)
+                row[5:] = [lanes.BIAS] * self.nbuckets
             self.offsets[key], row = self.store.row(self.view, key, row)
         self.rows[key] = row
         return key, row
 
     def data(self) -> ViewData:
-        """The rows now (in memory: counts and buckets are ints already)."""
+        """The rows now (in memory: counts and buckets are ints already; multi-process
+        snapshots are read from the files instead, `statsfile`)."""
         if self.value is None:
             return ViewData(self.view, self.start_ns,
                             {key: row[0] for key, row in self.rows.items()})
         rows: dict[tuple[str, ...], Any] = {}
+        bias = 0 if self.store is None else int(lanes.BIAS)
         for key, row in self.rows.items():
             count = row[0]
+            buckets = tuple(row[5:]) if not bias else tuple(int(b) - bias for b in row[5:])
             if count:
                 total = row[1]
                 rows[key] = DistributionValue(count, total, row[3], row[4],
                                               max(0.0, row[2] - total * total / count),
-                                              tuple(row[5:]))
+                                              buckets)
             else:
-                rows[key] = DistributionValue(0, row[1], 0.0, 0.0, 0.0, tuple(row[5:]))
+                rows[key] = DistributionValue(0, row[1], 0.0, 0.0, 0.0, buckets)
         return ViewData(self.view, self.start_ns, rows)
 
 

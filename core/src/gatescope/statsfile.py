@@ -2,8 +2,9 @@
 
 A file is a header (u64 bytes used, written last as the commit; 8-byte magic; each ring's
 control word and written count) and then append-only entries: a view's description, a row of
-doubles, or a ring (`gatescope.journal`). Rows are written in place; readers copy the file and
-sum what it holds (`Totals`).
+doubles (a distribution's bucket counts biased, so that readers take them as lanes of one int:
+`gatescope.lanes`), or a ring (`gatescope.journal`). Rows are written in place; readers copy the
+file and sum what it holds (`gatescope.totals`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from operator import add
+from collections.abc import Sequence
 from typing import Any
 
-from gatescope import journal
-from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, View, ViewData
+from gatescope import journal, lanes
+from gatescope.metrics import View
+from gatescope.totals import Row, Totals, add_rows, packed
 
 ENV_DIR = "GATESCOPE_MULTIPROC_DIR"
 SUFFIX = ".gsdb"
 MAGIC_V1 = b"GSDB0001"  # rows only, written through record by record
-MAGIC = b"GSDB0002"
+MAGIC_V2 = b"GSDB0002"  # rows and rings
+MAGIC = b"GSDB0003"  # rows and rings; bucket counts biased by `lanes.BIAS`
 RINGS = 4  # ring control slots in the header
 # u64 bytes used (written last: the commit), 8-byte magic, each ring's control word and count
 HEADER = 8 * journal.control_index(RINGS)
@@ -40,7 +42,7 @@ _ENTRY = struct.Struct("=II")  # metadata length, number of doubles
 
 log = logging.getLogger("gatescope.multiproc")
 
-Rows = dict[str, dict[tuple[str, ...], Sequence[float]]]
+_HEAD = struct.Struct(f"={journal.DIST_FIRST_BUCKET}d")  # a distribution row before its buckets
 
 
 class ProcessFile:
@@ -140,95 +142,6 @@ def view_from_json(data: dict[str, Any]) -> View:
                 tuple(data["tag_keys"]), tuple(data["bounds"]), data.get("measure", ""))
 
 
-class Totals:
-    """Views and rows summed over any number of process files and the archive."""
-
-    def __init__(self) -> None:
-        self.views: dict[str, View] = {}
-        self.start_ns: dict[str, int] = {}
-        self.rows: Rows = {}
-
-    def add_view(self, view: View, start_ns: int) -> None:
-        self.views.setdefault(view.name, view)
-        known = self.start_ns.get(view.name)
-        self.start_ns[view.name] = start_ns if known is None else min(known, start_ns)
-
-    def add_row(self, name: str, key: tuple[str, ...], values: Sequence[float]) -> None:
-        _sum_row(self.rows.setdefault(name, {}), key, values)
-
-    def merge(self, other: Totals) -> None:
-        for name, view in other.views.items():
-            self.add_view(view, other.start_ns[name])
-        for name, rows in other.rows.items():
-            for key, values in rows.items():
-                self.add_row(name, key, values)
-
-    def view_data(self, order: Sequence[View]) -> list[ViewData]:
-        """ViewData for `order` first (this process's views), then views only other files had."""
-        names = [v.name for v in order] + [n for n in self.views if n not in {v.name for v in order}]
-        known = {v.name: v for v in order}
-        out = []
-        for name in names:
-            view = known.get(name) or self.views[name]
-            rows = self.rows.get(name, {})
-            start = self.start_ns.get(name, 0)
-            width = len(view.tag_keys)
-            value = _value_of(view)
-            kept = {key: value(values) for key, values in rows.items() if len(key) == width}
-            if len(kept) != len(rows):
-                log.warning("gatescope: %d rows of %s have other tag keys than this process "
-                            "(workers sharing %s run different configs); not exported",
-                            len(rows) - len(kept), name, ENV_DIR)
-            out.append(ViewData(view, start, kept))
-        return out
-
-
-def _sum_row(rows: dict[tuple[str, ...], Sequence[float]], key: tuple[str, ...],
-             values: Sequence[float]) -> None:
-    """One row's doubles (a count, or a distribution) added to the row of `key` in `rows`.
-    Rows are replaced, never changed in place: the first file's are kept as they were read."""
-    current = rows.get(key)
-    if current is None:
-        rows[key] = values
-        return
-    if len(values) != len(current):  # workers with other bucket bounds for the same view
-        raise ValueError(f"a row of {len(values)} doubles for one of {len(current)} elsewhere")
-    if len(current) == 1:
-        rows[key] = (current[0] + values[0],)
-        return
-    summed = list(map(add, current, values))  # one builtin pass over the row's ~40 doubles
-    summed[3] = min(current[3], values[3])
-    summed[4] = max(current[4], values[4])
-    rows[key] = summed
-
-
-def _value_of(view: View) -> Callable[[Sequence[float]], int | float | DistributionValue]:
-    """How a summed row of `view` becomes its exported value."""
-    if view.aggregation == COUNT:
-        return _count
-    if view.aggregation == DISTRIBUTION:
-        return _distribution
-    return _first
-
-
-def _count(values: Sequence[float]) -> int:
-    return int(values[0])
-
-
-def _first(values: Sequence[float]) -> float:
-    return values[0]
-
-
-def _distribution(values: Sequence[float]) -> DistributionValue:
-    buckets = tuple(map(int, values[5:]))
-    count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
-    if not count:
-        return DistributionValue(0, values[1], 0.0, 0.0, 0.0, buckets)
-    total = values[1]
-    return DistributionValue(count, total, values[3], values[4],
-                             max(0.0, values[2] - total * total / count), buckets)
-
-
 def read_process_file(path: str) -> Totals:
     """Rows plus the rings' entries not folded yet of one process file, at one instant."""
     return FileReader(path).read()
@@ -286,7 +199,7 @@ class FileReader:
         if len(data) < HEADER_V1 or data[8:16] == bytes(8):
             return totals  # a file its process is still creating: nothing recorded yet
         magic = data[8:16]
-        if magic not in (MAGIC, MAGIC_V1):
+        if magic not in (MAGIC, MAGIC_V2, MAGIC_V1):
             raise ValueError(f"{self.path} is not a gatescope multi-process file")
         if magic != self._magic:
             self._forget(magic)
@@ -298,19 +211,41 @@ class FileReader:
                 raise ValueError(f"{self.path} has view {view.name} as {view.aggregation} "
                                  f"{list(view.bounds)}, summed so far as {known.aggregation} "
                                  f"{list(known.bounds)}")
-        rows = self._rows_now(data, controls)
+        biased = magic == MAGIC
+        rows = self._rows_now(data, controls, biased)
         for view, start_ns in self._views:
             totals.add_view(view, start_ns)
         sums = totals.rows
+        head, first, order = _HEAD.unpack_from, 8 * journal.DIST_FIRST_BUCKET, lanes.ORDER
         for name, entries in self._by_view.items():
             summed = sums.setdefault(name, {})
-            for offset, key, doubles in entries:
+            get = summed.get
+            size = entries[0][2].size  # one view's rows, written by one process, are alike
+            if size == 8 or not biased:  # counts, or an older file's distributions
+                for offset, key, doubles in entries:
+                    values = rows.get(offset) if rows else None
+                    if values is None:
+                        values = doubles.unpack_from(data, offset)
+                        if size != 8:
+                            values = packed(values, False)
+                    current = get(key)
+                    summed[key] = values if current is None else add_rows(current, values)
+                continue
+            bias = lanes.bias(size // 8 - journal.DIST_FIRST_BUCKET)
+            for offset, key, _ in entries:
                 values = rows.get(offset) if rows else None
-                _sum_row(summed, key, doubles.unpack_from(data, offset) if values is None
-                         else values)
+                if values is None:  # the buckets' bytes are their counts' lanes, plus the bias
+                    lane = int.from_bytes(data[offset + first:offset + size], order) - bias
+                    if lane < 0:
+                        raise ValueError(f"{self.path}: a row of {name} has buckets below "
+                                         "their bias")
+                    values = (*head(data, offset), lane)
+                current = get(key)
+                summed[key] = values if current is None else add_rows(current, values)
         return totals
 
-    def _rows_now(self, data: bytes, controls: list[tuple[int, int]]) -> dict[int, Sequence[float]]:
+    def _rows_now(self, data: bytes, controls: list[tuple[int, int]],
+                  biased: bool) -> dict[int, Row]:
         """Rows, by file offset, that differ from what the copy holds: those a fold under way
         was changing (as they were before it), and those the rings' unfolded entries add to."""
         rows: dict[int, Sequence[float]] = {}
@@ -333,7 +268,7 @@ class FileReader:
         except (KeyError, IndexError, struct.error) as exc:
             raise ValueError(f"{self.path} has a ring entry for no row of the file "
                              f"({exc!r})") from exc
-        return rows
+        return {offset: packed(row, biased) for offset, row in rows.items()}
 
     def _scan(self, data: bytes) -> None:
         """Parse the entries committed since the last read (kept only once all parsed)."""
