@@ -342,3 +342,19 @@ def test_bucket_counts_are_biased_doubles_in_the_file(tmp_path: Any) -> None:
     assert row[0] == 300 and list(row[5:]).count(2.0 ** 52 + 300) == 1
     assert all(b == 2.0 ** 52 for b in row[5:] if b != 2.0 ** 52 + 300)
     assert agg.data().rows[("/a", "GET", "200")].bucket_counts[2] == 300  # 2 <= 2.5 < 3
+
+
+@pytest.mark.parametrize("bucket", [0, 6, 34])  # any lane: low ones borrow from the next
+def test_a_file_whose_buckets_are_not_biased_counts_adds_nothing(tmp_path: Any, caplog: Any,
+                                                                 bucket: int) -> None:
+    good, bad = _records(300, 5, seed=32), _records(300, 5, seed=33)
+    reader_side, broken = _workers(tmp_path, [good, bad])
+    broken.folded()
+    agg = next(a for a in broken.server.views if a.view.name == LATENCY)
+    last = list(agg.offsets.values())[-1]  # the view's last row: read after all the others
+    with open(broken.store.path, "r+b") as handle:
+        handle.seek(last + 8 * (5 + bucket))
+        handle.write(struct.pack("=d", 1.0))
+    assert_same(reader_side.snapshot(), _reference(good))
+    assert f"skipping unreadable stats file {broken.store.name}" in caplog.text
+    assert f"a row of {LATENCY} whose buckets are not biased counts" in caplog.text

@@ -29,11 +29,23 @@ def bias(count: int) -> int:
     return int.from_bytes(struct.pack(f"={count}d", *([BIAS] * count)), ORDER)
 
 
+@functools.cache
+def overflow_bits(count: int) -> int:
+    """Bits 52-63 of every lane: none is set when each biased double held 2**52 + k, k < 2**52
+    (a double outside that range borrows from, or carries into, its lane's top bits)."""
+    return int.from_bytes(struct.pack(f"={count}Q", *([0xFFF << 52] * count)), ORDER)
+
+
+def valid(lanes: int, count: int) -> bool:
+    """Whether lanes read from `count` biased doubles came from counts (see `overflow_bits`)."""
+    return lanes >= 0 and not lanes & overflow_bits(count)
+
+
 def from_biased(raw: bytes, count: int) -> int:
     """The lanes of `count` biased bucket doubles, as a worker file holds them."""
     lanes = int.from_bytes(raw, ORDER) - bias(count)
-    if lanes < 0:
-        raise ValueError("bucket doubles below their bias: not a row of biased counts")
+    if not valid(lanes, count):
+        raise ValueError("bucket doubles outside 2**52 + [0, 2**52): not biased counts")
     return lanes
 
 

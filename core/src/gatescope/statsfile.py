@@ -213,36 +213,44 @@ class FileReader:
                                  f"{list(known.bounds)}")
         biased = magic == MAGIC
         rows = self._rows_now(data, controls, biased)
+        read = [(name, self._read_rows(data, name, entries, rows, biased))
+                for name, entries in self._by_view.items()]
         for view, start_ns in self._views:
             totals.add_view(view, start_ns)
         sums = totals.rows
-        head, first, order = _HEAD.unpack_from, 8 * journal.DIST_FIRST_BUCKET, lanes.ORDER
-        for name, entries in self._by_view.items():
+        for name, found in read:
             summed = sums.setdefault(name, {})
             get = summed.get
-            size = entries[0][2].size  # one view's rows, written by one process, are alike
-            if size == 8 or not biased:  # counts, or an older file's distributions
-                for offset, key, doubles in entries:
-                    values = rows.get(offset) if rows else None
-                    if values is None:
-                        values = doubles.unpack_from(data, offset)
-                        if size != 8:
-                            values = packed(values, False)
-                    current = get(key)
-                    summed[key] = values if current is None else add_rows(current, values)
-                continue
-            bias = lanes.bias(size // 8 - journal.DIST_FIRST_BUCKET)
-            for offset, key, _ in entries:
-                values = rows.get(offset) if rows else None
-                if values is None:  # the buckets' bytes are their counts' lanes, plus the bias
-                    lane = int.from_bytes(data[offset + first:offset + size], order) - bias
-                    if lane < 0:
-                        raise ValueError(f"{self.path}: a row of {name} has buckets below "
-                                         "their bias")
-                    values = (*head(data, offset), lane)
+            for key, values in found:
                 current = get(key)
                 summed[key] = values if current is None else add_rows(current, values)
         return totals
+
+    def _read_rows(self, data: bytes, name: str,
+                   entries: list[tuple[int, tuple[str, ...], struct.Struct]],
+                   rows: dict[int, Row], biased: bool) -> list[tuple[tuple[str, ...], Row]]:
+        """One view's rows in the copy, as `gatescope.totals` adds them (`rows`: those that
+        differ from the copy)."""
+        size = entries[0][2].size  # one view's rows, written by one process, are alike
+        if size == 8 or not biased:  # counts, or an older file's distributions
+            found = [(key, doubles.unpack_from(data, offset)) for offset, key, doubles in entries]
+            if size != 8:
+                found = [(key, packed(values, False)) for key, values in found]
+        else:
+            head, first, order = _HEAD.unpack_from, 8 * journal.DIST_FIRST_BUCKET, lanes.ORDER
+            width = size // 8 - journal.DIST_FIRST_BUCKET
+            bias = lanes.bias(width)
+            found = [(key, (*head(data, offset),  # the buckets' bytes: their counts' lanes
+                            int.from_bytes(data[offset + first:offset + size], order) - bias))
+                     for offset, key, _ in entries]
+            high = lanes.overflow_bits(width)  # `lanes.valid`, inline
+            if any(values[5] < 0 or values[5] & high for _, values in found):  # type: ignore[operator]
+                raise ValueError(f"{self.path} has a row of {name} whose buckets are not "
+                                 "biased counts")
+        if rows:
+            found = [(key, rows.get(offset, values))
+                     for (offset, _, _), (key, values) in zip(entries, found, strict=True)]
+        return found
 
     def _rows_now(self, data: bytes, controls: list[tuple[int, int]],
                   biased: bool) -> dict[int, Row]:
