@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import mmap
 import os
 import secrets
@@ -39,9 +38,6 @@ RING_SLOTS = 512  # entries per ring: twice the records a recorder lets wait for
 READ_ATTEMPTS = 200  # copies of a file tried before its rings are taken as unreadable
 _USED = struct.Struct("=Q")
 _ENTRY = struct.Struct("=II")  # metadata length, number of doubles
-
-log = logging.getLogger("gatescope.multiproc")
-
 _HEAD = struct.Struct(f"={journal.DIST_FIRST_BUCKET}d")  # a distribution row before its buckets
 
 

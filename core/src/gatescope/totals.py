@@ -91,7 +91,7 @@ def add_rows(current: Row, values: Row) -> Row:
 
 
 def packed(values: Sequence[float], biased: bool) -> Row:
-    """A row written out in full (a file's doubles, an archive's numbers) as `_sum_row` adds it."""
+    """A row written out in full (a file's doubles, an archive's numbers) as `sum_row` adds it."""
     if len(values) == 1:
         return (values[0],)
     first = journal.DIST_FIRST_BUCKET
