@@ -65,10 +65,14 @@ class OtlpExporter(BaseExporter):
     def _make_transport(self) -> HttpTransport | GrpcTransport:
         config = self.config
         compress = config.compression == "gzip"
+        # TLS files are read once, as the exporter is made (the config check read them first)
         if config.protocol == GRPC:
             return GrpcTransport(grpc_target(config.url, DEFAULT_GRPC_PORT), config.uses_tls,
-                                 config.headers, self.timeout, compress, USER_AGENT)
-        return HttpTransport(config.url, config.headers, self.timeout, compress, USER_AGENT)
+                                 config.headers, self.timeout, compress, USER_AGENT,
+                                 config.pem_files() if config.uses_tls else (None, None, None))
+        custom = config.certificate is not None or config.client_certificate is not None
+        return HttpTransport(config.url, config.headers, self.timeout, compress, USER_AGENT,
+                             config.ssl_context() if custom else None)
 
     def start(self) -> None:
         self.translator.fallback_start_ns = time.time_ns()

@@ -34,9 +34,11 @@ class GrpcTransport:
     """One channel per exporter, used only from its worker thread; rebuilt after a fork."""
 
     def __init__(self, target: str, tls: bool, headers: Mapping[str, str], timeout: float,
-                 compress: bool, user_agent: str) -> None:
+                 compress: bool, user_agent: str,
+                 pem: tuple[bytes | None, bytes | None, bytes | None] = (None, None, None)) -> None:
         self.target = target
         self.tls = tls
+        self.pem = pem  # CA certificates, client key, client certificate (None: gRPC's own)
         self.metadata = tuple((name.lower(), value) for name, value in headers.items())
         self.timeout = timeout
         self.compression = grpc.Compression.Gzip if compress else grpc.Compression.NoCompression
@@ -47,7 +49,8 @@ class GrpcTransport:
     def open(self) -> None:
         options = [("grpc.primary_user_agent", self.user_agent)]
         if self.tls:
-            self.channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(),
+            self.channel = grpc.secure_channel(self.target,
+                                               grpc.ssl_channel_credentials(*self.pem),
                                                options=options, compression=self.compression)
         else:
             self.channel = grpc.insecure_channel(self.target, options=options,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import ssl
 from collections.abc import Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -23,8 +24,9 @@ class HttpTransport:
     """One POST per export; a fresh connection each time, so nothing is shared across threads."""
 
     def __init__(self, endpoint: str, headers: Mapping[str, str], timeout: float,
-                 compress: bool, user_agent: str) -> None:
+                 compress: bool, user_agent: str, tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(endpoint)
+        self.tls = tls  # for https://: None verifies against the system's CA certificates
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 80)
@@ -43,8 +45,9 @@ class HttpTransport:
         if self.compress:
             body = gzip.compress(body)
         url = f"{self.display}{path}"
-        connection_class = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        connection = connection_class(self.host, self.port, timeout=self.timeout)
+        connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                 context=self.tls) if self.https else \
+            http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             connection.request("POST", self.prefix + path, body, self.headers)
             reply = connection.getresponse()
