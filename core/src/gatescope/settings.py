@@ -211,7 +211,7 @@ def host_port(value: Any) -> tuple[str, int]:
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if sep and host and port.isdigit() and 0 < int(port) <= 65535:
+        if sep and host and port.isascii() and port.isdigit() and 0 < int(port) <= 65535:
             return host, int(port)
     raise ValueError(f'expected "host:port", got {describe(value)}')
 

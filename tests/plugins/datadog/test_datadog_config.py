@@ -74,6 +74,11 @@ def test_trace_address_without_port_uses_the_agent_port() -> None:
      f'{PATH}.trace_address: expected "host[:port]" of the trace agent, got "http://agent:8126"'),
     ({"trace_address": "agent:99999"},
      f'{PATH}.trace_address: expected "host[:port]" of the trace agent, got "agent:99999"'),
+    ({"trace_address": "agent:\u00b2"},  # str.isdigit() says yes, int() raised
+     f'{PATH}.trace_address: expected "host[:port]" of the trace agent, got "agent:\u00b2"'),
+    ({"stats_address": "agent:\u0668\u0660"},  # Arabic-Indic 80: no socket takes it as a port
+     f'{PATH}.stats_address: expected "host[:port]" or "unix:///path/to/dsd.socket", '
+     f'got "agent:\u0668\u0660"'),
     ({"stats_address": "udp://x:1"},
      f'{PATH}.stats_address: expected "host[:port]" or "unix:///path/to/dsd.socket", got "udp://x:1"'),
     ({"stats_address": "unix://"},

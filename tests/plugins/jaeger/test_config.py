@@ -111,6 +111,12 @@ def test_empty_endpoint_counts_as_absent(registry):
     ({"agent_endpoint": "jaeger:99999", "service_name": "k"},
      [f'{PATH}.agent_endpoint: expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
       f'got "jaeger:99999"']),
+    ({"agent_endpoint": "jaeger:\u00b2", "service_name": "k"},
+     [f'{PATH}.agent_endpoint: expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
+      f'got "jaeger:\u00b2"']),
+    ({"agent_endpoint": "jaeger:\u0666\u0668\u0663\u0661", "service_name": "k"},
+     [f'{PATH}.agent_endpoint: expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
+      f'got "jaeger:\u0666\u0668\u0663\u0661"']),
     ({"endpoint": URL, "service_name": 7},
      [f"{PATH}.service_name: expected a string, got 7"]),
     ({"endpoint": URL, "service_name": "k", "buffer_max_count": "100"},

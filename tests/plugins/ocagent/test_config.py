@@ -70,6 +70,8 @@ def test_header_values_are_secrets(registry):
     ({}, f"{PATH}.address: is required"),
     ({"address": "nohost"}, f'{PATH}.address: expected "host:port", got "nohost"'),
     ({"address": "h:0"}, f'{PATH}.address: expected "host:port", got "h:0"'),
+    ({"address": "h:\u00b2"}, f'{PATH}.address: expected "host:port", got "h:\u00b2"'),
+    ({"address": "h:\u0668\u0660"}, f'{PATH}.address: expected "host:port", got "h:\u0668\u0660"'),
     ({"address": 55678}, f'{PATH}.address: expected "host:port", got 55678'),
     ({"address": "h:1", "service_name": 3}, f"{PATH}.service_name: expected a string, got 3"),
     ({"address": "h:1", "insecure": "yes"}, f'{PATH}.insecure: expected true or false, got "yes"'),

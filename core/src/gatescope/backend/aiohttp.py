@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from gatescope.backend import ClientCall, ClientLayer
+from gatescope.lengths import declared_length
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -70,13 +71,14 @@ def trace_config(kit: Kit) -> aiohttp.TraceConfig:
         url = params.url
         headers = params.headers
         length = headers.get("Content-Length", "")
+        declared = declared_length(length) if length else None
         host = url.host or ""
         if url.explicit_port:
             host = f"{host}:{url.port}"
         call = layer.begin(params.method, host, url.path, str(url), headers.get("User-Agent", ""),
-                           int(length) if length.isdigit() else 0)
+                           declared or 0)
         context.gatescope_call = call
-        context.gatescope_counted = not length
+        context.gatescope_counted = declared is None  # chunks counted as they are sent
         if call is not None:
             for name, value in call.headers:
                 headers[name] = value

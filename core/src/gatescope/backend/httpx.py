@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from gatescope.backend import ClientCall, ClientLayer
+from gatescope.lengths import declared_length
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -60,7 +61,8 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
             agent = value if agent is None else agent + b", " + value
         elif key in _PROPAGATION_KEYS:
             clash = True
-    sent = int(length) if length is not None and length.isdigit() else 0
+    declared = None if length is None else declared_length(length)
+    sent = declared or 0
     call = layer.start_lean(request.method, sent) if layer.lean else None
     if call is None:
         url = request.url
@@ -77,24 +79,33 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
         entries = call.raw_headers()
         items.extend(entries)
         added = (items, entries)
-    if length is None and not isinstance(request.stream, httpx.ByteStream):
-        request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
+    _count_undeclared(request, call, length, declared)
     return call, added
 
 
 def _begin_public(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
     headers = request.headers
     length = headers.get("content-length")
+    declared = None if length is None else declared_length(length)
     url = request.url
     call = layer.begin(request.method, headers.get("host", url.host), url.path, str(url),
-                       headers.get("user-agent", ""),
-                       int(length) if length is not None and length.isdigit() else 0)
+                       headers.get("user-agent", ""), declared or 0)
     if call is None:
         return None
     added = _set_by_name(headers, call)
-    if length is None and not isinstance(request.stream, httpx.ByteStream):
-        request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
+    _count_undeclared(request, call, length, declared)
     return call, added
+
+
+def _count_undeclared(request: httpx.Request, call: ClientCall, length: Any,
+                      declared: int | None) -> None:
+    """A body whose length no header declares (or none a server would take) is counted."""
+    if declared is not None:
+        return
+    if not isinstance(request.stream, httpx.ByteStream):
+        request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
+    elif length is not None:  # bytes with a Content-Length they cannot have: their own length
+        call.sent = len(request.content)
 
 
 def _set_by_name(headers: httpx.Headers, call: ClientCall) -> Added:

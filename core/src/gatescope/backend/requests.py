@@ -11,6 +11,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gatescope.backend import ClientCall, ClientLayer
+from gatescope.lengths import declared_length
 
 if TYPE_CHECKING:
     from gatescope.runtime import Kit
@@ -115,8 +116,9 @@ def _text(value: str | bytes | None) -> str | None:
 
 
 def _body_size(body: Any, length: str | None) -> int:
-    if length is not None and length.isdigit():
-        return int(length)
+    declared = None if length is None else declared_length(length)
+    if declared is not None:
+        return declared
     if isinstance(body, bytes | bytearray | str):
         return len(body)
     return 0

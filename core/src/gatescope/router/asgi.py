@@ -10,6 +10,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from gatescope import sampling
+from gatescope.lengths import SHORT_DIGITS, declared_length
 from gatescope.paths import UNKNOWN_ROUTE, Endpoint, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
@@ -126,6 +127,16 @@ class _CountingReceive:
         return message
 
 
+def _long_length(value: bytes, receive: Receive,
+                 counting: _CountingReceive | None) -> tuple[int, _CountingReceive | None]:
+    """A Content-Length the inline check let by: the length it declares, or (when it declares
+    none a Go server would take) 0 and the body counted as it arrives, as for a chunked one."""
+    length = declared_length(value)
+    if length is None:
+        return 0, counting if counting is not None else _CountingReceive(receive)
+    return length, counting
+
+
 class TelemetryASGIMiddleware(RouterLayer):
     """KrakenD's router layer for any ASGI app: server views, a SERVER span, trace context in."""
 
@@ -160,11 +171,14 @@ class TelemetryASGIMiddleware(RouterLayer):
                 if name == _HOST:
                     host = value
                 elif name == _LENGTH:
-                    request_bytes = int(value) if value.isdigit() else 0
+                    if len(value) < SHORT_DIGITS and value.isdigit():
+                        request_bytes = int(value)
+                    else:
+                        request_bytes, counting = _long_length(value, receive, counting)
                 elif name == _AGENT:
                     agent = value
                 elif name == _ENCODING:
-                    receive = counting = _CountingReceive(receive)
+                    counting = _CountingReceive(receive)
                 else:
                     if carried is None:
                         carried = {}
@@ -178,7 +192,8 @@ class TelemetryASGIMiddleware(RouterLayer):
         exchange: list[Any] = [0, 0, False, None]  # STATUS, SENT, COMPLETE, SENDING
         failed = 0
         try:
-            await self.app(scope, receive, _watch(send, exchange))
+            await self.app(scope, receive if counting is None else counting,
+                           _watch(send, exchange))
         except BaseException as exc:
             failed = _failure(exc, send, exchange)
             raise
@@ -261,7 +276,10 @@ class _RecordOnlyASGIMiddleware(TelemetryASGIMiddleware):
         for name, value in scope["headers"]:
             if name in _LEAN_WANTED:
                 if name == _LENGTH:
-                    request_bytes = int(value) if value.isdigit() else 0
+                    if len(value) < SHORT_DIGITS and value.isdigit():
+                        request_bytes = int(value)
+                    else:
+                        request_bytes, counting = _long_length(value, receive, counting)
                 elif name == _ENCODING:
                     counting = _CountingReceive(receive)
                 else:
@@ -305,7 +323,10 @@ class _SampledASGIMiddleware(TelemetryASGIMiddleware):
                 if name == _HOST:
                     host = value
                 elif name == _LENGTH:
-                    request_bytes = int(value) if value.isdigit() else 0
+                    if len(value) < SHORT_DIGITS and value.isdigit():
+                        request_bytes = int(value)
+                    else:
+                        request_bytes, counting = _long_length(value, receive, counting)
                 elif name == _AGENT:
                     agent = value
                 elif name == _ENCODING:

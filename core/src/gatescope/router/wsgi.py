@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
+from gatescope.lengths import SHORT_DIGITS, declared_length
 from gatescope.paths import UNKNOWN_ROUTE, EndpointsOption
 from gatescope.propagation import extract
 from gatescope.router import CLIENT_CLOSED, ROUTE_ENVIRON_KEY, SERVER_ERROR, STATUS_TEXT, RouterLayer
@@ -75,7 +76,9 @@ class _Call:
         self.result: Iterable[bytes] = ()
 
     def __call__(self, status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], object]:
-        self.status = int(status[:3])
+        code = status[:3]
+        # PEP 3333 asks for three digits; what else an app passes is the server's to refuse.
+        self.status = int(code) if code.isascii() and code.isdigit() else 0
         write = self.start_response(status, headers, exc_info)
         return self._writer(write)
 
@@ -136,9 +139,16 @@ class TelemetryWSGIMiddleware(RouterLayer):
             return self.app(environ, start_response)
         start = perf_counter_ns()
         length = environ.get("CONTENT_LENGTH")
-        request_bytes = int(length) if length and length.isdigit() else 0
+        request_bytes = 0
         counting = None
-        if not length and "HTTP_TRANSFER_ENCODING" in environ and "wsgi.input" in environ:
+        if length:
+            declared = int(length) if len(length) < SHORT_DIGITS and length.isdigit() \
+                and length.isascii() else declared_length(length)
+            if declared is not None:
+                request_bytes = declared
+            elif "wsgi.input" in environ:  # no length a Go server would take: count what is read
+                environ["wsgi.input"] = counting = _CountingInput(environ["wsgi.input"])
+        elif "HTTP_TRANSFER_ENCODING" in environ and "wsgi.input" in environ:
             environ["wsgi.input"] = counting = _CountingInput(environ["wsgi.input"])
         parent = None
         for key in _TRACE_KEYS:

@@ -25,7 +25,7 @@ def _host_port(value: str, default_port: int) -> tuple[str, int] | None:
         host = host[1:-1]
     elif ":" in host:
         return None  # an IPv6 address needs brackets before its port
-    if host and port.isdigit() and 0 < int(port) <= 65535 and "/" not in host:
+    if host and port.isascii() and port.isdigit() and 0 < int(port) <= 65535 and "/" not in host:
         return host, int(port)
     return None
 

@@ -26,7 +26,8 @@ def agent_address(value: Any) -> str:
         host, sep, port = value.rpartition(":")
         bracketed = host.startswith("[") and host.endswith("]")
         bare = host[1:-1] if bracketed else host
-        if sep and port.isdigit() and 0 < int(port) <= 65535 and (bracketed or ":" not in bare) \
+        if sep and port.isascii() and port.isdigit() and 0 < int(port) <= 65535 \
+                and (bracketed or ":" not in bare) \
                 and "/" not in bare:
             return value
     raise ValueError(f'expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
