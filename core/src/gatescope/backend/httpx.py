@@ -79,7 +79,8 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
         entries = call.raw_headers()
         items.extend(entries)
         added = (items, entries)
-    _count_undeclared(request, call, length, declared)
+    if declared is None and (length is not None or type(request.stream) is not httpx.ByteStream):
+        _count_undeclared(request, call, length)  # not for a GET: no length, no body
     return call, added
 
 
@@ -93,15 +94,13 @@ def _begin_public(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCal
     if call is None:
         return None
     added = _set_by_name(headers, call)
-    _count_undeclared(request, call, length, declared)
+    if declared is None:
+        _count_undeclared(request, call, length)
     return call, added
 
 
-def _count_undeclared(request: httpx.Request, call: ClientCall, length: Any,
-                      declared: int | None) -> None:
+def _count_undeclared(request: httpx.Request, call: ClientCall, length: Any) -> None:
     """A body whose length no header declares (or none a server would take) is counted."""
-    if declared is not None:
-        return
     if not isinstance(request.stream, httpx.ByteStream):
         request.stream = _CountingRequestStream(request.stream, call)  # chunked upload
     elif length is not None:  # bytes with a Content-Length they cannot have: their own length
