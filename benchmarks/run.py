@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE))
 import breakdown  # noqa: E402
 import exportbench  # noqa: E402
 import inprocess  # noqa: E402
+import instructions  # noqa: E402
 import overhttp  # noqa: E402
 import pinning  # noqa: E402
 import statsbench  # noqa: E402
@@ -102,6 +103,10 @@ def measure(smoke: bool, sections: set[str]) -> dict[str, Any]:
                 1000, size["render_repeats"], multiprocess, changed, files))
                 for multiprocess, files in ((False, 1), (True, 1), (True, SCRAPE_FILES))
                 for changed in (True, False)]
+    if "instructions" in sections:
+        if not smoke and instructions.valgrind_path() is None:
+            results["instructions_skipped"] = "valgrind is not installed (apt-get install valgrind)"
+        results["instructions"] = [asdict(row) for row in instructions.run(smoke=smoke)]
     if "breakdown" in sections:
         requests = size["breakdown_requests"]
         results["threads"] = [asdict(breakdown.thread_split(scenario, variant, requests))
@@ -256,6 +261,19 @@ def report(results: dict[str, Any], command: str) -> str:
                        f"{row['us_per_span']:.1f} | {row['dropped']} | {row['rss_growth_kib']} |")
         out.append("")
     out += _floors(results)
+    if "instructions" in results:
+        out += ["## Instructions and collections per request", "",
+                "Counted, not timed (`benchmarks/instructions.py`): each variant in a fresh "
+                "interpreter under valgrind's cachegrind, run for two numbers of requests after "
+                "the same warm-up; the difference per request. The host's load does not move "
+                "these counts, so they show a code change's effect where timings cannot; they "
+                "are not time (cache misses and branches are not in them). Collections: the "
+                "garbage collector's runs per 1,000 requests, by generation (a generation-2 run "
+                "walks every object of the process).", ""]
+        if "instructions_skipped" in results:
+            out += [f"Instructions: skipped: {results['instructions_skipped']}", ""]
+        out += [*instructions.table([instructions.Row(**row)
+                                     for row in results["instructions"]]), ""]
     if "threads" in results:
         out += ["## Where the time goes", "",
                 "CPU per request on each thread (per-thread CPU clocks; export workers run on their own "
@@ -307,7 +325,8 @@ def report(results: dict[str, Any], command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few iterations of everything")
-    parser.add_argument("--sections", default="inprocess,http,export,stats,breakdown")
+    parser.add_argument("--sections",
+                        default="inprocess,http,export,stats,instructions,breakdown")
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()

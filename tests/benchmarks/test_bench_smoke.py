@@ -26,7 +26,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
             pytest.fail("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
         pytest.skip("OpenTelemetry is missing: pip install -r benchmarks/requirements.txt")
     out = tmp_path_factory.mktemp("bench")
-    sections = "inprocess,export,stats,breakdown"
+    sections = "inprocess,export,stats,instructions,breakdown"
     if shutil.which("wrk"):
         sections += ",http"
     elif os.environ.get("CI") == "true":
@@ -86,3 +86,37 @@ def test_breakdown_charges_cpu_to_threads_and_names_gatescope_functions(results:
         assert rows, label
         assert all("gatescope" in row["function"] and row["calls_per_request"] > 0 for row in rows)
     assert "## Floors" in results["report"] and "| gateway | floor |" in results["report"]
+
+
+def test_instructions_section_counts_collections_for_every_variant(results: dict) -> None:
+    rows = {(r["scenario"], r["variant"]): r for r in results["instructions"]}
+    assert set(rows) == {(scenario, variant) for scenario in ("router", "gateway")
+                         for variant in VARIANTS - {"otel-off", "otel-on"}}
+    assert all(r["instructions"] is None and len(r["collections"]) == 3 for r in rows.values())
+    assert "## Instructions and collections per request" in results["report"]
+
+
+def test_instruction_counts_are_read_from_valgrinds_summary() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import instructions
+
+    summary = "==6237== \n==6237== I   refs:      877,414,035\n"
+    found = instructions._REFS.search(summary)
+    assert found is not None and int(found.group(1).replace(",", "")) == 877_414_035
+    rows = [instructions.Row("router", "bare", 100_000.0, 1.0, (0.0, 0.0, 0.0)),
+            instructions.Row("router", "prometheus_client", 140_000.0, 1.4, (1.0, 0.0, 0.0)),
+            instructions.Row("router", "gatescope-0", 118_000.0, 1.18, (0.5, 0.0, 0.0))]
+    lines = instructions.table(rows)
+    assert lines[-1] == "| router | gatescope-0 | 118,000 | 1.180 | 0.450 | 0.50, 0.00, 0.00 |"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None,
+                    reason="valgrind is not installed (apt-get install valgrind)")
+def test_one_variant_counted_under_valgrind() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import instructions
+
+    valgrind = shutil.which("valgrind")
+    assert valgrind is not None
+    counted = instructions.count_instructions("router", "bare", 5, 25, valgrind)
+    assert 10_000 < counted < 10_000_000  # a Starlette request's worth
