@@ -33,7 +33,7 @@ def bias(count: int) -> int:
 def overflow_bits(count: int) -> int:
     """Bits 52-63 of every lane: none is set when each biased double held 2**52 + k, k < 2**52
     (a double outside that range borrows from, or carries into, its lane's top bits)."""
-    return int.from_bytes(struct.pack(f"={count}Q", *([0xFFF << 52] * count)), ORDER)
+    return int.from_bytes(_u64s(count).pack(*([0xFFF << 52] * count)), ORDER)
 
 
 def valid(lanes: int, count: int) -> bool:

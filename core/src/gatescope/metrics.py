@@ -63,6 +63,16 @@ class DistributionValue:
     def mean(self) -> float:
         return self.sum / self.count if self.count else 0.0
 
+    @classmethod
+    def from_sums(cls, count: int, total: float, sum_of_squares: float, low: float, high: float,
+                  buckets: tuple[int, ...]) -> DistributionValue:
+        """The value of a row kept as running sums (in memory or in worker files): an empty one
+        has no min, max or spread."""
+        if not count:
+            return cls(0, total, 0.0, 0.0, 0.0, buckets)
+        return cls(count, total, low, high, max(0.0, sum_of_squares - total * total / count),
+                   buckets)
+
 
 Value = int | float | DistributionValue
 

@@ -165,16 +165,10 @@ class ViewAggregator:
                             {key: row[0] for key, row in self.rows.items()})
         rows: dict[tuple[str, ...], Any] = {}
         bias = 0 if self.store is None else int(lanes.BIAS)
+        value = DistributionValue.from_sums
         for key, row in self.rows.items():
-            count = row[0]
             buckets = tuple(row[5:]) if not bias else tuple(int(b) - bias for b in row[5:])
-            if count:
-                total = row[1]
-                rows[key] = DistributionValue(count, total, row[3], row[4],
-                                              max(0.0, row[2] - total * total / count),
-                                              buckets)
-            else:
-                rows[key] = DistributionValue(0, row[1], 0.0, 0.0, 0.0, buckets)
+            rows[key] = value(row[0], row[1], row[2], row[3], row[4], buckets)
         return ViewData(self.view, self.start_ns, rows)
 
 

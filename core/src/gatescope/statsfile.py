@@ -22,7 +22,7 @@ from typing import Any
 
 from gatescope import journal, lanes
 from gatescope.metrics import View
-from gatescope.totals import Row, Totals, add_rows, packed
+from gatescope.totals import Row, Totals, packed, sum_rows
 
 ENV_DIR = "GATESCOPE_MULTIPROC_DIR"
 SUFFIX = ".gsdb"
@@ -215,11 +215,7 @@ class FileReader:
             totals.add_view(view, start_ns)
         sums = totals.rows
         for name, found in read:
-            summed = sums.setdefault(name, {})
-            get = summed.get
-            for key, values in found:
-                current = get(key)
-                summed[key] = values if current is None else add_rows(current, values)
+            sum_rows(sums.setdefault(name, {}), found)
         return totals
 
     def _read_rows(self, data: bytes, name: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gatescope import journal, lanes
 from gatescope.metrics import COUNT, DISTRIBUTION, DistributionValue, View, ViewData
@@ -36,15 +36,13 @@ class Totals:
     def add_row(self, name: str, key: tuple[str, ...], values: Sequence[float]) -> None:
         """Add a row written out in full (as `explicit_rows` gives it): a count, or a
         distribution's five figures and its bucket counts."""
-        sum_row(self.rows.setdefault(name, {}), key, packed(values, False))
+        sum_rows(self.rows.setdefault(name, {}), ((key, packed(values, False)),))
 
     def merge(self, other: Totals) -> None:
         for name, view in other.views.items():
             self.add_view(view, other.start_ns[name])
         for name, rows in other.rows.items():
-            summed = self.rows.setdefault(name, {})
-            for key, values in rows.items():
-                sum_row(summed, key, values)
+            sum_rows(self.rows.setdefault(name, {}), rows.items())
 
     def explicit_rows(self) -> dict[str, dict[tuple[str, ...], list[float]]]:
         """Every row written out in full (bucket counts one by one), as the archive keeps them."""
@@ -72,11 +70,14 @@ class Totals:
         return out
 
 
-def sum_row(rows: dict[tuple[str, ...], Row], key: tuple[str, ...], values: Row) -> None:
-    """One row (a count, or a distribution) added to the row of `key` in `rows`; rows are
+def sum_rows(rows: dict[tuple[str, ...], Row],
+             found: Iterable[tuple[tuple[str, ...], Row]]) -> None:
+    """Rows (counts, or distributions) added to the rows of their keys in `rows`; rows are
     replaced, never changed in place (the first file's are kept as they were read)."""
-    current = rows.get(key)
-    rows[key] = values if current is None else add_rows(current, values)
+    get = rows.get
+    for key, values in found:
+        current = get(key)
+        rows[key] = values if current is None else add_rows(current, values)
 
 
 def add_rows(current: Row, values: Row) -> Row:
@@ -91,7 +92,7 @@ def add_rows(current: Row, values: Row) -> Row:
 
 
 def packed(values: Sequence[float], biased: bool) -> Row:
-    """A row written out in full (a file's doubles, an archive's numbers) as `sum_row` adds it."""
+    """A row written out in full (a file's doubles, an archive's numbers) as `sum_rows` adds it."""
     if len(values) == 1:
         return (values[0],)
     first = journal.DIST_FIRST_BUCKET
@@ -117,9 +118,6 @@ def _first(values: Row) -> float:
 
 def _distribution(width: int, values: Row) -> DistributionValue:
     buckets = lanes.counts(values[5], width)  # type: ignore[arg-type]
-    count = sum(buckets)  # the buckets are the truth; a torn read never breaks count == +Inf
-    if not count:
-        return DistributionValue(0, values[1], 0.0, 0.0, 0.0, buckets)
-    total = values[1]
-    return DistributionValue(count, total, values[3], values[4],
-                             max(0.0, values[2] - total * total / count), buckets)
+    # the buckets are the truth; a torn read never breaks count == +Inf
+    return DistributionValue.from_sums(sum(buckets), values[1], values[2], values[3], values[4],
+                                       buckets)
