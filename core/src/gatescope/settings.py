@@ -206,13 +206,21 @@ def scalar_map(value: Any) -> dict[str, str]:
     return out
 
 
+def port_number(text: str) -> int | None:
+    """A TCP/UDP port, 1-65535, in ASCII digits (`int()` takes other scripts' digits too)."""
+    if text.isascii() and text.isdigit() and 0 < int(text) <= 65535:
+        return int(text)
+    return None
+
+
 def host_port(value: Any) -> tuple[str, int]:
     """`host:port` (IPv6 in brackets) as a pair."""
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if sep and host and port.isascii() and port.isdigit() and 0 < int(port) <= 65535:
-            return host, int(port)
+        number = port_number(port)
+        if sep and host and number is not None:
+            return host, number
     raise ValueError(f'expected "host:port", got {describe(value)}')
 
 

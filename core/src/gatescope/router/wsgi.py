@@ -139,16 +139,15 @@ class TelemetryWSGIMiddleware(RouterLayer):
             return self.app(environ, start_response)
         start = perf_counter_ns()
         length = environ.get("CONTENT_LENGTH")
-        request_bytes = 0
-        counting = None
+        declared = None
         if length:
             declared = int(length) if len(length) < SHORT_DIGITS and length.isdigit() \
                 and length.isascii() else declared_length(length)
-            if declared is not None:
-                request_bytes = declared
-            elif "wsgi.input" in environ:  # no length a Go server would take: count what is read
-                environ["wsgi.input"] = counting = _CountingInput(environ["wsgi.input"])
-        elif "HTTP_TRANSFER_ENCODING" in environ and "wsgi.input" in environ:
+        request_bytes = declared or 0
+        counting = None
+        # No length a Go server would take, or a chunked body: what the app reads is counted.
+        if (declared is None if length else "HTTP_TRANSFER_ENCODING" in environ) \
+                and "wsgi.input" in environ:
             environ["wsgi.input"] = counting = _CountingInput(environ["wsgi.input"])
         parent = None
         for key in _TRACE_KEYS:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from gatescope.settings import boolean, describe, setting, string, string_list
+from gatescope.settings import boolean, describe, port_number, setting, string, string_list
 
 DEFAULT_TRACE_PORT = 8126
 DEFAULT_STATS_PORT = 8125
@@ -25,8 +25,9 @@ def _host_port(value: str, default_port: int) -> tuple[str, int] | None:
         host = host[1:-1]
     elif ":" in host:
         return None  # an IPv6 address needs brackets before its port
-    if host and port.isascii() and port.isdigit() and 0 < int(port) <= 65535 and "/" not in host:
-        return host, int(port)
+    number = port_number(port)
+    if host and number is not None and "/" not in host:
+        return host, number
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from gatescope.settings import Problems, describe, integer, setting, string, url
+from gatescope.settings import Problems, describe, integer, port_number, setting, string, url
 
 AGENT_PORT_DEFAULT = 6831
 
@@ -26,8 +26,7 @@ def agent_address(value: Any) -> str:
         host, sep, port = value.rpartition(":")
         bracketed = host.startswith("[") and host.endswith("]")
         bare = host[1:-1] if bracketed else host
-        if sep and port.isascii() and port.isdigit() and 0 < int(port) <= 65535 \
-                and (bracketed or ":" not in bare) \
+        if sep and port_number(port) is not None and (bracketed or ":" not in bare) \
                 and "/" not in bare:
             return value
     raise ValueError(f'expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
