@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100",
-            "gatescope-100-process")
+VARIANTS = ("bare", "floor", "prometheus_client", "gatescope-0", "gatescope-100-unexported",
+            "gatescope-100", "gatescope-100-process")
 WARMUP = 300
 # Requests measured per scenario: (first, second) of a full run, and of a smoke run.
 REQUESTS = {"router": ((2_000, 12_000), (5, 10)), "gateway": ((500, 2_500), (5, 10))}

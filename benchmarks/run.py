@@ -269,7 +269,10 @@ def report(results: dict[str, Any], command: str) -> str:
                 "these counts, so they show a code change's effect where timings cannot; they "
                 "are not time (cache misses and branches are not in them). Collections: the "
                 "garbage collector's runs per 1,000 requests, by generation (a generation-2 run "
-                "walks every object of the process).", ""]
+                "walks every object of the process). `gatescope-100-unexported` has no trace "
+                "exporter: its spans are made, ended and queued, then dropped, so it splits "
+                "`gatescope-100` into the sampled request path and the export threads' work.",
+                ""]
         if "instructions_skipped" in results:
             out += [f"Instructions: skipped: {results['instructions_skipped']}", ""]
         out += [*instructions.table([instructions.Row(**row)

@@ -91,7 +91,8 @@ def test_breakdown_charges_cpu_to_threads_and_names_gatescope_functions(results:
 def test_instructions_section_counts_collections_for_every_variant(results: dict) -> None:
     rows = {(r["scenario"], r["variant"]): r for r in results["instructions"]}
     assert set(rows) == {(scenario, variant) for scenario in ("router", "gateway")
-                         for variant in VARIANTS - {"otel-off", "otel-on"}}
+                         for variant in VARIANTS - {"otel-off", "otel-on"}
+                         | {"gatescope-100-unexported"}}
     assert all(r["instructions"] is None and len(r["collections"]) == 3 for r in rows.values())
     assert "## Instructions and collections per request" in results["report"]
 
@@ -120,3 +121,24 @@ def test_one_variant_counted_under_valgrind() -> None:
     assert valgrind is not None
     counted = instructions.count_instructions("router", "bare", 5, 25, valgrind)
     assert 10_000 < counted < 10_000_000  # a Starlette request's worth
+
+
+def test_the_unexported_variant_samples_every_request_and_exports_none() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import asyncio
+
+    from inprocess import drive
+    from variants import build
+
+    built = build("router", "gatescope-100-unexported")
+    try:
+        tracer = built.app._tracer
+        pipeline = tracer.sink.__self__  # the middleware's tracer queues into it
+        assert pipeline.trace_workers == []  # prometheus only: nothing would encode a span
+        ended: list = []
+        queue = tracer.sink
+        tracer.sink = lambda span: (ended.append(span.name), queue(span))
+        asyncio.run(drive(built.app, 3))
+        assert ended == ["/users/{id}"] * 3  # each request's span, queued to be dropped
+    finally:
+        built.close()
