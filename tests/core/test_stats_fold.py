@@ -146,3 +146,35 @@ def test_a_batch_varying_in_one_tag_only_keeps_each_shape_apart() -> None:
         rows = stats.snapshot().view("opencensus.io/http/server/latency").rows
         assert sorted(row.count for row in rows.values()) == [128, 128], varying
         assert sum(row.sum for row in rows.values()) == sum(r[6] for r in batch)
+
+
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_a_snapshot_makes_its_values_outside_the_recorders_lock(monkeypatch, tmp_path,
+                                                                multiprocess):
+    # A request whose record must fold waits for the lock: a scrape holds it only to fold and
+    # copy the rows, not while it makes 1,000s of distribution values (~6x longer).
+    from gatescope.metrics import DistributionValue
+
+    stats = Stats(TagOptions(path=True, method=True, status=True),
+                  multiprocess_dir=str(tmp_path) if multiprocess else None)
+    recorder = stats.server
+    for i in range(300):  # past a batch: some folded, some queued
+        recorder.record("", f"/p/{i % 7}", "GET", "200", i, 2 * i, 1.5)
+    held: list[bool] = []
+    real = DistributionValue.from_sums
+
+    def spy(*args: Any) -> DistributionValue:
+        held.append(recorder._lock.locked())
+        return real(*args)
+
+    monkeypatch.setattr(DistributionValue, "from_sums", spy)
+    views = {data.view.name: data for data in recorder.snapshot()}
+    assert held and not any(held)
+    sizes = views["opencensus.io/http/server/request_bytes"].rows
+    assert sum(value.count for value in sizes.values()) == 300
+    assert sizes[("/p/0", "GET", "200")].sum == sum(range(0, 300, 7))
+    counts = views["opencensus.io/http/server/request_count_by_method"].rows
+    assert counts[("GET", "/p/0", "200")] == len(range(0, 300, 7))
+    recorder.record("", "/p/0", "GET", "200", 1, 2, 1.5)
+    recorder.snapshot()  # the rows were copied: what was returned does not move
+    assert sizes[("/p/0", "GET", "200")].count == len(range(0, 300, 7))

@@ -160,14 +160,23 @@ class ViewAggregator:
     def data(self) -> ViewData:
         """The rows now (in memory: counts and buckets are ints already; multi-process
         snapshots are read from the files instead, `statsfile`)."""
+        return self.data_from(self.capture())
+
+    def capture(self) -> dict[tuple[str, ...], Any]:
+        """The rows as they are, copied: the only part of a snapshot that needs the lock."""
         if self.value is None:
-            return ViewData(self.view, self.start_ns,
-                            {key: row[0] for key, row in self.rows.items()})
+            return {key: row[0] for key, row in self.rows.items()}
+        return {key: tuple(row) for key, row in self.rows.items()}
+
+    def data_from(self, captured: dict[tuple[str, ...], Any]) -> ViewData:
+        """The view's data made from `capture`'s copy (no lock needed)."""
+        if self.value is None:
+            return ViewData(self.view, self.start_ns, captured)
         rows: dict[tuple[str, ...], Any] = {}
         bias = 0 if self.store is None else int(lanes.BIAS)
         value = DistributionValue.from_sums
-        for key, row in self.rows.items():
-            buckets = tuple(row[5:]) if not bias else tuple(int(b) - bias for b in row[5:])
+        for key, row in captured.items():
+            buckets = row[5:] if not bias else tuple(int(b) - bias for b in row[5:])
             rows[key] = value(row[0], row[1], row[2], row[3], row[4], buckets)
         return ViewData(self.view, self.start_ns, rows)
 
@@ -331,9 +340,12 @@ class LayerRecorder:
             cells.clear()
 
     def snapshot(self) -> list[ViewData]:
+        """Every view's data; the lock is held only to fold and copy the rows (a request that
+        must fold meanwhile waits for that, not for the values being made)."""
         with self._lock:
             self._fold()
-            return [agg.data() for agg in self.views]
+            captured = [agg.capture() for agg in self.views]
+        return [agg.data_from(rows) for agg, rows in zip(self.views, captured, strict=True)]
 
     def folded(self) -> dict[str, int]:
         with self._lock:
