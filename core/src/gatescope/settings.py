@@ -208,9 +208,8 @@ def scalar_map(value: Any) -> dict[str, str]:
 
 def port_number(text: str) -> int | None:
     """A TCP/UDP port, 1-65535, in ASCII digits (`int()` takes other scripts' digits too)."""
-    if text.isascii() and text.isdigit() and 0 < int(text) <= 65535:
-        return int(text)
-    return None
+    number = int(text) if text.isascii() and text.isdigit() else 0
+    return number if 0 < number <= 65535 else None
 
 
 def host_port(value: Any) -> tuple[str, int]:

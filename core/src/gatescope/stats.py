@@ -157,11 +157,6 @@ class ViewAggregator:
         self.rows[key] = row
         return key, row
 
-    def data(self) -> ViewData:
-        """The rows now (in memory: counts and buckets are ints already; multi-process
-        snapshots are read from the files instead, `statsfile`)."""
-        return self.data_from(self.capture())
-
     def capture(self) -> dict[tuple[str, ...], Any]:
         """The rows as they are, copied: the only part of a snapshot that needs the lock."""
         if self.value is None:
@@ -169,7 +164,9 @@ class ViewAggregator:
         return {key: tuple(row) for key, row in self.rows.items()}
 
     def data_from(self, captured: dict[tuple[str, ...], Any]) -> ViewData:
-        """The view's data made from `capture`'s copy (no lock needed)."""
+        """The view's data made from `capture`'s copy, no lock needed (in memory: counts and
+        buckets are ints already; multi-process snapshots are read from the files instead,
+        `statsfile`)."""
         if self.value is None:
             return ViewData(self.view, self.start_ns, captured)
         rows: dict[tuple[str, ...], Any] = {}
