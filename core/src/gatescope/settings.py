@@ -207,8 +207,10 @@ def scalar_map(value: Any) -> dict[str, str]:
 
 
 def port_number(text: str) -> int | None:
-    """A TCP/UDP port, 1-65535, in ASCII digits (`int()` takes other scripts' digits too)."""
-    number = int(text) if text.isascii() and text.isdigit() else 0
+    """A TCP/UDP port, 1-65535, in ASCII digits (`int()` takes other scripts' digits too, and
+    raises past 4,300 of them)."""
+    digits = text.lstrip("0")
+    number = int(digits) if 0 < len(digits) <= 5 and text.isascii() and text.isdigit() else 0
     return number if 0 < number <= 65535 else None
 
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from gatescope.config import NAMESPACE, load_config
 from gatescope.plugins import default_registry
-from gatescope.settings import ConfigError
+from gatescope.settings import ConfigError, describe
 from gatescope_datadog import DatadogConfig
 
 REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "krakend-schema"
@@ -76,6 +76,9 @@ def test_trace_address_without_port_uses_the_agent_port() -> None:
      f'{PATH}.trace_address: expected "host[:port]" of the trace agent, got "agent:99999"'),
     ({"trace_address": "agent:\u00b2"},  # str.isdigit() says yes, int() raised
      f'{PATH}.trace_address: expected "host[:port]" of the trace agent, got "agent:\u00b2"'),
+    ({"trace_address": "agent:" + "9" * 5000},  # past int()'s digit limit
+     f'{PATH}.trace_address: expected "host[:port]" of the trace agent, '
+     f'got {describe("agent:" + "9" * 5000)}'),
     ({"stats_address": "agent:\u0668\u0660"},  # Arabic-Indic 80: no socket takes it as a port
      f'{PATH}.stats_address: expected "host[:port]" or "unix:///path/to/dsd.socket", '
      f'got "agent:\u0668\u0660"'),

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from gatescope.config import NAMESPACE, load_config
 from gatescope.plugins import default_registry
-from gatescope.settings import ConfigError, effective
+from gatescope.settings import ConfigError, describe, effective
 from gatescope_jaeger import JaegerConfig
 
 PATH = f"extra_config.{NAMESPACE}.exporters.jaeger"
@@ -114,6 +114,9 @@ def test_empty_endpoint_counts_as_absent(registry):
     ({"agent_endpoint": "jaeger:\u00b2", "service_name": "k"}, not_an_agent("jaeger:\u00b2")),  # int() fails
     ({"agent_endpoint": "jaeger:\u0666\u0668\u0663\u0661", "service_name": "k"},  # Arabic-Indic
      not_an_agent("jaeger:\u0666\u0668\u0663\u0661")),
+    ({"agent_endpoint": "jaeger:" + "9" * 5000, "service_name": "k"},  # past int()'s digit limit
+     [f'{PATH}.agent_endpoint: expected "host:port" of a Jaeger agent (e.g. "jaeger:6831"), '
+      f'got {describe("jaeger:" + "9" * 5000)}']),
     ({"endpoint": URL, "service_name": 7},
      [f"{PATH}.service_name: expected a string, got 7"]),
     ({"endpoint": URL, "service_name": "k", "buffer_max_count": "100"},

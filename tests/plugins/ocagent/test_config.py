@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gatescope.config import NAMESPACE, load_config
 from gatescope.plugins import default_registry
-from gatescope.settings import ConfigError, effective
+from gatescope.settings import ConfigError, describe, effective
 from gatescope_ocagent import OcagentConfig
 
 PATH = f"extra_config.{NAMESPACE}.exporters.ocagent"
@@ -72,6 +72,8 @@ def test_header_values_are_secrets(registry):
     ({"address": "h:0"}, f'{PATH}.address: expected "host:port", got "h:0"'),
     ({"address": "h:\u00b2"}, f'{PATH}.address: expected "host:port", got "h:\u00b2"'),
     ({"address": "h:\u0668\u0660"}, f'{PATH}.address: expected "host:port", got "h:\u0668\u0660"'),
+    ({"address": "h:" + "9" * 5000},  # int() raised its own digit-limit error
+     f'{PATH}.address: expected "host:port", got {describe("h:" + "9" * 5000)}'),
     ({"address": 55678}, f'{PATH}.address: expected "host:port", got 55678'),
     ({"address": "h:1", "service_name": 3}, f"{PATH}.service_name: expected a string, got 3"),
     ({"address": "h:1", "insecure": "yes"}, f'{PATH}.insecure: expected true or false, got "yes"'),
