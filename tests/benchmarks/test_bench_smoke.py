@@ -93,7 +93,8 @@ def test_instructions_section_counts_collections_for_every_variant(results: dict
     assert set(rows) == {(scenario, variant) for scenario in ("router", "gateway")
                          for variant in VARIANTS - {"otel-off", "otel-on"}
                          | {"gatescope-100-unexported"}}
-    assert all(r["instructions"] is None and len(r["collections"]) == 3 for r in rows.values())
+    assert all(r["instructions"] is None and r["d1_misses"] is None and len(r["collections"]) == 3
+               for r in rows.values())
     assert "## Instructions and collections per request" in results["report"]
 
 
@@ -101,14 +102,20 @@ def test_instruction_counts_are_read_from_valgrinds_summary() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import instructions
 
-    summary = "==6237== \n==6237== I   refs:      877,414,035\n"
-    found = instructions._REFS.search(summary)
-    assert found is not None and int(found.group(1).replace(",", "")) == 877_414_035
-    rows = [instructions.Row("router", "bare", 100_000.0, 1.0, (0.0, 0.0, 0.0)),
-            instructions.Row("router", "prometheus_client", 140_000.0, 1.4, (1.0, 0.0, 0.0)),
-            instructions.Row("router", "gatescope-0", 118_000.0, 1.18, (0.5, 0.0, 0.0))]
+    summary = ("==6237== \n==6237== I   refs:      877,414,035\n==6237== I1  misses:    "
+               "12,345\n==6237== D1  misses:     20,781,793  ( 17,734,864 rd   + 3,046,929 wr)\n"
+               "==6237== LLd misses:        588,683  (    102,242 rd   +   486,441 wr)\n")
+    assert instructions._count(instructions._REFS, summary) == 877_414_035
+    assert instructions._count(instructions._D1_MISSES, summary) == 20_781_793
+    with pytest.raises(RuntimeError, match="valgrind's output"):
+        instructions._count(instructions._D1_MISSES, "==6237== I   refs:      877,414,035\n")
+    rows = [instructions.Row("router", "bare", 100_000.0, 1.0, (0.0, 0.0, 0.0), 2_000.0),
+            instructions.Row("router", "prometheus_client", 140_000.0, 1.4, (1.0, 0.0, 0.0),
+                             2_400.0),
+            instructions.Row("router", "gatescope-0", 118_000.0, 1.18, (0.5, 0.0, 0.0), 2_210.4)]
     lines = instructions.table(rows)
-    assert lines[-1] == "| router | gatescope-0 | 118,000 | 1.180 | 0.450 | 0.50, 0.00, 0.00 |"
+    assert lines[-1] == ("| router | gatescope-0 | 118,000 | 1.180 | 0.450 | 2,210 | "
+                         "0.50, 0.00, 0.00 |")
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None,
@@ -119,8 +126,9 @@ def test_one_variant_counted_under_valgrind() -> None:
 
     valgrind = shutil.which("valgrind")
     assert valgrind is not None
-    counted = instructions.count_instructions("router", "bare", 5, 25, valgrind)
+    counted, misses = instructions.count_instructions("router", "bare", 5, 25, valgrind)
     assert 10_000 < counted < 10_000_000  # a Starlette request's worth
+    assert 10 < misses < counted / 10  # some of its loads and stores, far fewer than its steps
 
 
 def test_the_unexported_variant_samples_every_request_and_exports_none() -> None:
