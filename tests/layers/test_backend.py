@@ -11,7 +11,15 @@ import httpx
 import pytest
 from gatescope import hookimpl
 from gatescope.filters import LayerFilter
-from gatescope.spans import KIND_CLIENT, KIND_SERVER, KIND_UNSPECIFIED, NOT_FOUND, OK, UNKNOWN
+from gatescope.spans import (
+    CANCELLED,
+    KIND_CLIENT,
+    KIND_SERVER,
+    KIND_UNSPECIFIED,
+    NOT_FOUND,
+    OK,
+    UNKNOWN,
+)
 from gatescope.tracing import current
 from layer_helpers import rows, spans_of, tag_keys
 from starlette.applications import Starlette
@@ -249,6 +257,81 @@ def test_pipe_marks_errors_cancels_and_incomplete(make_telemetry: Any, root: Any
         {"complete": False, "canceled": False},
         {"complete": False, "canceled": False},  # a None result is KrakenD's nil response
         {"complete": False, "canceled": True},
+    ]
+
+
+class _Result:
+    def __init__(self, complete: bool) -> None:
+        self.complete = complete
+
+
+def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry: Any,
+                                                                   root: Any) -> None:
+    """A decorated pipe or backend keeps its span in the wrapper (no `LayerCall`): the span is
+    current inside, the backend names its endpoint inside, both are reset after, and the span
+    ends with KrakenD's attributes whatever the call did."""
+    from gatescope.pipe import backend_endpoint
+
+    telemetry = make_telemetry(sample_rate=100, tag_path=True)  # a backend names its endpoint
+    pipe, backend = telemetry.pipe("/d"), telemetry.backend("/items/{id}")
+    inside: list[tuple[str, Any]] = []
+
+    @backend
+    async def fetch(outcome: str) -> Any:
+        inside.append((current.get().name, backend_endpoint.get()))
+        if outcome == "error":
+            raise ValueError("bad")
+        if outcome == "cancel":
+            raise asyncio.CancelledError
+        return _Result(outcome == "complete")
+
+    @pipe
+    async def handle(outcome: str) -> Any:
+        inside.append((current.get().name, backend_endpoint.get()))
+        try:
+            return await fetch(outcome)
+        finally:  # the backend's span and endpoint are reset as it returns or raises
+            inside.append((current.get().name, backend_endpoint.get()))
+
+    @pipe
+    def handle_sync(fail: bool) -> Any:
+        inside.append((current.get().name, backend_endpoint.get()))
+        if fail:
+            raise KeyError("gone")
+        return None
+
+    for span in root(telemetry):
+        for outcome, raised in (("complete", None), ("incomplete", None), ("error", ValueError),
+                                ("cancel", asyncio.CancelledError)):
+            if raised is None:
+                asyncio.run(handle(outcome))
+            else:
+                with pytest.raises(raised):
+                    asyncio.run(handle(outcome))
+        assert handle_sync(False) is None
+        with pytest.raises(KeyError):
+            handle_sync(True)
+        assert current.get() is span and backend_endpoint.get() is None
+    assert [(name, endpoint is not None) for name, endpoint in inside] == [
+        ("pipe-/d", False), ("backend-/items/{id}", True), ("pipe-/d", False)] * 4 \
+        + [("pipe-/d", False)] * 2
+    assert {endpoint.pattern for _, endpoint in inside if endpoint is not None} == {"/items/{id}"}
+    spans = spans_of(telemetry)
+    by_id = {s.span_id: s for s in spans}
+    ended = [(s.name, s.attributes, s.status_code, by_id[s.parent_span_id].name)
+             for s in spans if s.name != "root"]
+    assert ended == [
+        ("backend-/items/{id}", {"complete": True, "canceled": False}, OK, "pipe-/d"),
+        ("pipe-/d", {"complete": True, "canceled": False}, OK, "root"),
+        ("backend-/items/{id}", {"complete": False, "canceled": False}, OK, "pipe-/d"),
+        ("pipe-/d", {"complete": False, "canceled": False}, OK, "root"),
+        ("backend-/items/{id}", {"error": "bad", "complete": False, "canceled": False}, UNKNOWN,
+         "pipe-/d"),
+        ("pipe-/d", {"error": "bad", "complete": False, "canceled": False}, UNKNOWN, "root"),
+        ("backend-/items/{id}", {"complete": False, "canceled": True}, CANCELLED, "pipe-/d"),
+        ("pipe-/d", {"complete": False, "canceled": True}, CANCELLED, "root"),
+        ("pipe-/d", {"complete": False, "canceled": False}, OK, "root"),  # None: KrakenD's nil
+        ("pipe-/d", {"error": "'gone'", "complete": False, "canceled": False}, UNKNOWN, "root"),
     ]
 
 

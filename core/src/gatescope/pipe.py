@@ -50,20 +50,39 @@ class LayerCall:
         span = self.span
         if span is None:
             return
-        canceled = isinstance(exc, asyncio.CancelledError)
         if exc is not None:
             self.complete = False
-            if not canceled and self.error is None:
+            if self.error is None and not isinstance(exc, asyncio.CancelledError):
                 self.error = str(exc) or type(exc).__name__
-        attributes = span.attributes
-        if self.error is not None:
-            attributes["error"] = self.error
-            span.set_status(UNKNOWN, self.error)
-        elif canceled:
-            span.set_status(CANCELLED, STATUS_NAMES[CANCELLED])
-        attributes["complete"] = self.complete
-        attributes["canceled"] = canceled
-        span.end()
+        leave_layer(span, exc, self.complete, self.error)
+
+
+def leave_layer(span: Span | None, exc: BaseException | None, complete: bool, error: str | None,
+                span_token: Token[Any] | None = None,
+                named: Token[Endpoint | None] | None = None) -> None:
+    """Reset what a decorated call set (in `__exit__`'s order), then end its span with KrakenD's
+    attributes: `error` (and the status), `complete`, `canceled`. An exception makes the call
+    incomplete and, unless it is a cancellation, its error."""
+    if named is not None:
+        backend_endpoint.reset(named)
+    if span_token is not None:
+        current.reset(span_token)
+    if span is None:
+        return
+    canceled = isinstance(exc, asyncio.CancelledError)
+    if exc is not None:
+        complete = False
+        if error is None and not canceled:
+            error = str(exc) or type(exc).__name__
+    attributes = span.attributes
+    if error is not None:
+        attributes["error"] = error
+        span.set_status(UNKNOWN, error)
+    elif canceled:
+        span.set_status(CANCELLED, STATUS_NAMES[CANCELLED])
+    attributes["complete"] = complete
+    attributes["canceled"] = canceled
+    span.end()
 
 
 class _Untraced(LayerCall):
@@ -133,26 +152,44 @@ class LayerScope:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, function: F) -> F:
-        """Decorate a sync or async function: each call runs inside this scope."""
+        """Decorate a sync or async function: each call runs inside this scope.
+
+        The function cannot reach a `LayerCall`, so none is made: the span and the context
+        tokens stay in the wrapper's locals (about half the steps of `with self`)."""
         if self._passthrough:
             return function  # the scope could never record anything around it
+        start_child, name, endpoint = self._tracer.start_child, self.name, self.endpoint
         if inspect.iscoroutinefunction(function):
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with self as call:
+                span = start_child(name, KIND_UNSPECIFIED)
+                if span is None and endpoint is None:
+                    return await function(*args, **kwargs)
+                span_token = current.set(span) if span is not None else None
+                named = backend_endpoint.set(endpoint) if endpoint is not None else None
+                try:
                     result = await function(*args, **kwargs)
-                    if type(call) is not _Untraced:  # nothing records the untraced flag
-                        call.complete = _is_complete(result)
-                    return result
+                except BaseException as exc:
+                    leave_layer(span, exc, False, None, span_token, named)
+                    raise
+                leave_layer(span, None, _is_complete(result), None, span_token, named)
+                return result
             return cast(F, run_async)
 
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with self as call:
+            span = start_child(name, KIND_UNSPECIFIED)
+            if span is None and endpoint is None:
+                return function(*args, **kwargs)
+            span_token = current.set(span) if span is not None else None
+            named = backend_endpoint.set(endpoint) if endpoint is not None else None
+            try:
                 result = function(*args, **kwargs)
-                if type(call) is not _Untraced:
-                    call.complete = _is_complete(result)
-                return result
+            except BaseException as exc:
+                leave_layer(span, exc, False, None, span_token, named)
+                raise
+            leave_layer(span, None, _is_complete(result), None, span_token, named)
+            return result
         return cast(F, run)
 
     def __repr__(self) -> str:
