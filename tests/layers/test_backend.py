@@ -215,6 +215,25 @@ def test_rate_zero_without_parent_propagates_fresh_unsampled_ids(make_telemetry:
     assert spans_of(telemetry) == []
 
 
+def test_a_lean_layer_inside_another_telemetrys_span_describes_the_call(make_telemetry: Any,
+                                                                         root: Any,
+                                                                         upstream: Any) -> None:
+    """The lean path reads only the length and the propagation names; when a sampled span of
+    another Telemetry is current it takes the full start, which still finds Host and
+    User-Agent for the span it makes."""
+    lean, sampled = make_telemetry(sample_rate=0), make_telemetry(sample_rate=100)
+    with lean.httpx_client() as client:
+        for span in root(sampled):
+            assert current.get() is span
+            assert client.get(upstream.url + "/users/1", headers={
+                "Host": "gw.example", "User-Agent": "probe/2"}).status_code == 200
+    [client_span] = [s for s in spans_of(lean) if s.kind == KIND_CLIENT]
+    assert (client_span.trace_id, client_span.parent_span_id) == (span.trace_id, span.span_id)
+    assert client_span.attributes["http.host"] == "gw.example"
+    assert client_span.attributes["http.user_agent"] == "probe/2"
+    check_propagated(upstream, client_span)
+
+
 def test_rate_zero_with_a_path_tag_still_names_the_backend(make_telemetry: Any,
                                                             upstream: Any) -> None:
     telemetry = make_telemetry(sample_rate=0, tag_path=True)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 # The names this layer injects, lower-cased as httpx keys them.
 _PROPAGATION_KEYS = frozenset((b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled", b"traceparent"))
+# What a lean layer (rate 0, no host or path tag) reads of a request's headers.
+_LEAN_KEYS = _PROPAGATION_KEYS | {b"content-length"}
 
 
 def _has_raw_list() -> bool:
@@ -52,19 +54,30 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
     items: list[tuple[bytes, bytes, bytes]] = headers._list
     host = length = agent = None
     clash = False
-    for _, key, value in items:  # one pass instead of three case-folding lookups
-        if key == b"host":
-            host = value if host is None else host + b", " + value
-        elif key == b"content-length":
-            length = value if length is None else length + b", " + value
-        elif key == b"user-agent":
-            agent = value if agent is None else agent + b", " + value
-        elif key in _PROPAGATION_KEYS:
-            clash = True
+    lean = layer.lean
+    if lean:  # only the length and a clash matter: one set test for each other header
+        for _, key, value in items:
+            if key in _LEAN_KEYS:
+                if key == b"content-length":
+                    length = value if length is None else length + b", " + value
+                else:
+                    clash = True
+    else:
+        for _, key, value in items:  # one pass instead of three case-folding lookups
+            if key == b"host":
+                host = value if host is None else host + b", " + value
+            elif key == b"content-length":
+                length = value if length is None else length + b", " + value
+            elif key == b"user-agent":
+                agent = value if agent is None else agent + b", " + value
+            elif key in _PROPAGATION_KEYS:
+                clash = True
     declared = None if length is None else declared_length(length)
     sent = declared or 0
-    call = layer.start_lean(request.method, sent) if layer.lean else None
+    call = layer.start_lean(request.method, sent) if lean else None
     if call is None:
+        if lean:  # a span is current after all (another Telemetry's): the full start
+            host, agent = _host_and_agent(items)
         url = request.url
         call = layer.start(request.method, url.host if host is None else _text(host, headers),
                            url.path, sent)
@@ -82,6 +95,17 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
     if declared is None and (length is not None or type(request.stream) is not httpx.ByteStream):
         _count_undeclared(request, call, length)  # not for a GET: no length, no body
     return call, added
+
+
+def _host_and_agent(items: list[tuple[bytes, bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """The Host and User-Agent values (repeated ones joined, as the scan in `_begin` joins them)."""
+    host = agent = None
+    for _, key, value in items:
+        if key == b"host":
+            host = value if host is None else host + b", " + value
+        elif key == b"user-agent":
+            agent = value if agent is None else agent + b", " + value
+    return host, agent
 
 
 def _begin_public(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
