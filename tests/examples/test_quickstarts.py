@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,21 @@ import pytest
 from gatescope.testing import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Children started inside get SIGINT's default action, whatever this process has.
+
+    A shell without job control starts a background job with SIGINT ignored, and a child
+    inherits that: Python then installs no KeyboardInterrupt handler, and an example stopped
+    with SIGINT serves on (seen as a 30 s timeout). A handled signal is reset to the default
+    across exec, so the child starts with it as from a terminal."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize(("example", "path", "span_name"), [
@@ -25,8 +42,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def test_example_serves_and_logs_a_span_named_by_the_template(example, path, span_name):
     port = free_port()
     example, *flags = example.split()
-    process = subprocess.Popen([sys.executable, str(EXAMPLES / example / "app.py"), "--port", str(port),
-                                *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with interruptible_children():
+        process = subprocess.Popen([sys.executable, str(EXAMPLES / example / "app.py"), "--port",
+                                    str(port), *flags], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -47,3 +66,18 @@ def test_example_serves_and_logs_a_span_named_by_the_template(example, path, spa
     assert any(f"[SPAN] {span_name} " in line and "kind=server" in line for line in spans), output[-3000:]
     assert any("[SPAN] pipe-" in line for line in spans) or example == "wsgi_app", output[-3000:]
     assert not any(f"[SPAN] {path} " in line for line in spans), "raw path used as the span name"
+
+
+def test_children_can_be_interrupted_when_this_process_ignores_sigint() -> None:
+    probe = [sys.executable, "-c",
+             "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ignored = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        with interruptible_children():
+            restored = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # this process's is put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ignored.strip() == "False"  # what the examples got: no KeyboardInterrupt on SIGINT
+    assert restored.strip() == "True"
