@@ -284,6 +284,12 @@ class _Result:
         self.complete = complete
 
 
+class _Unreadable:
+    @property
+    def complete(self) -> bool:
+        raise RuntimeError("no flag")
+
+
 def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry: Any,
                                                                    root: Any) -> None:
     """A decorated pipe or backend keeps its span in the wrapper (no `LayerCall`): the span is
@@ -302,6 +308,8 @@ def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry
             raise ValueError("bad")
         if outcome == "cancel":
             raise asyncio.CancelledError
+        if outcome == "unreadable":  # reading its `complete` raises, as a `with` body would
+            return _Unreadable()
         return _Result(outcome == "complete")
 
     @pipe
@@ -321,7 +329,7 @@ def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry
 
     for span in root(telemetry):
         for outcome, raised in (("complete", None), ("incomplete", None), ("error", ValueError),
-                                ("cancel", asyncio.CancelledError)):
+                                ("cancel", asyncio.CancelledError), ("unreadable", RuntimeError)):
             if raised is None:
                 asyncio.run(handle(outcome))
             else:
@@ -332,7 +340,7 @@ def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry
             handle_sync(True)
         assert current.get() is span and backend_endpoint.get() is None
     assert [(name, endpoint is not None) for name, endpoint in inside] == [
-        ("pipe-/d", False), ("backend-/items/{id}", True), ("pipe-/d", False)] * 4 \
+        ("pipe-/d", False), ("backend-/items/{id}", True), ("pipe-/d", False)] * 5 \
         + [("pipe-/d", False)] * 2
     assert {endpoint.pattern for _, endpoint in inside if endpoint is not None} == {"/items/{id}"}
     spans = spans_of(telemetry)
@@ -349,6 +357,9 @@ def test_decorated_scopes_end_their_spans_and_restore_the_context(make_telemetry
         ("pipe-/d", {"error": "bad", "complete": False, "canceled": False}, UNKNOWN, "root"),
         ("backend-/items/{id}", {"complete": False, "canceled": True}, CANCELLED, "pipe-/d"),
         ("pipe-/d", {"complete": False, "canceled": True}, CANCELLED, "root"),
+        ("backend-/items/{id}", {"error": "no flag", "complete": False, "canceled": False},
+         UNKNOWN, "pipe-/d"),
+        ("pipe-/d", {"error": "no flag", "complete": False, "canceled": False}, UNKNOWN, "root"),
         ("pipe-/d", {"complete": False, "canceled": False}, OK, "root"),  # None: KrakenD's nil
         ("pipe-/d", {"error": "'gone'", "complete": False, "canceled": False}, UNKNOWN, "root"),
     ]

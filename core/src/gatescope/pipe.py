@@ -169,10 +169,11 @@ class LayerScope:
                 named = backend_endpoint.set(endpoint) if endpoint is not None else None
                 try:
                     result = await function(*args, **kwargs)
+                    complete = _is_complete(result)  # inside: a `complete` that raises fails the call
                 except BaseException as exc:
                     leave_layer(span, exc, False, None, span_token, named)
                     raise
-                leave_layer(span, None, _is_complete(result), None, span_token, named)
+                leave_layer(span, None, complete, None, span_token, named)
                 return result
             return cast(F, run_async)
 
@@ -185,10 +186,11 @@ class LayerScope:
             named = backend_endpoint.set(endpoint) if endpoint is not None else None
             try:
                 result = function(*args, **kwargs)
+                complete = _is_complete(result)
             except BaseException as exc:
                 leave_layer(span, exc, False, None, span_token, named)
                 raise
-            leave_layer(span, None, _is_complete(result), None, span_token, named)
+            leave_layer(span, None, complete, None, span_token, named)
             return result
         return cast(F, run)
 
