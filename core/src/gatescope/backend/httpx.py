@@ -52,17 +52,20 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
     if not _RAW_LIST:
         return _begin_public(layer, request)
     items: list[tuple[bytes, bytes, bytes]] = headers._list
-    host = length = agent = None
-    clash = False
-    lean = layer.lean
-    if lean:  # only the length and a clash matter: one set test for each other header
+    call = None
+    if layer.lean:  # only the length and a clash matter: one set test for each other header
+        length, clash = None, False
         for _, key, value in items:
             if key in _LEAN_KEYS:
                 if key == b"content-length":
                     length = value if length is None else length + b", " + value
                 else:
                     clash = True
-    else:
+        declared = None if length is None else declared_length(length)
+        call = layer.start_lean(request.method, declared or 0)
+    if call is None:  # not lean, or another Telemetry's span is current after all
+        host = length = agent = None
+        clash = False
         for _, key, value in items:  # one pass instead of three case-folding lookups
             if key == b"host":
                 host = value if host is None else host + b", " + value
@@ -72,15 +75,10 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
                 agent = value if agent is None else agent + b", " + value
             elif key in _PROPAGATION_KEYS:
                 clash = True
-    declared = None if length is None else declared_length(length)
-    sent = declared or 0
-    call = layer.start_lean(request.method, sent) if lean else None
-    if call is None:
-        if lean:  # a span is current after all (another Telemetry's): the full start
-            host, agent = _host_and_agent(items)
+        declared = None if length is None else declared_length(length)
         url = request.url
         call = layer.start(request.method, url.host if host is None else _text(host, headers),
-                           url.path, sent)
+                           url.path, declared or 0)
         if call is None:
             return None
         if call.span is not None:
@@ -95,17 +93,6 @@ def _begin(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Adde
     if declared is None and (length is not None or type(request.stream) is not httpx.ByteStream):
         _count_undeclared(request, call, length)  # not for a GET: no length, no body
     return call, added
-
-
-def _host_and_agent(items: list[tuple[bytes, bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
-    """The Host and User-Agent values (repeated ones joined, as the scan in `_begin` joins them)."""
-    host = agent = None
-    for _, key, value in items:
-        if key == b"host":
-            host = value if host is None else host + b", " + value
-        elif key == b"user-agent":
-            agent = value if agent is None else agent + b", " + value
-    return host, agent
 
 
 def _begin_public(layer: ClientLayer, request: httpx.Request) -> tuple[ClientCall, Added] | None:
