@@ -1,15 +1,15 @@
-"""The compact encoder's varints (whole-batch ids, cached timestamps) against plain LEB128."""
+"""The compact encoder's varints (whole-batch ids, cached timestamps and durations) against
+plain LEB128."""
 
 from __future__ import annotations
 
 import random
-from array import array
 
 import pytest
 from gatescope.spans import KIND_SERVER, SpanRecord
 from gatescope_jaeger.agent import AgentSender
 from gatescope_jaeger.thrift import CompactEncoder
-from gatescope_jaeger.varints import batch_id_varints, zigzag_varints
+from gatescope_jaeger.varints import SEPARATOR, batch_span_ids
 
 
 def leb128(n: int) -> bytes:
@@ -40,30 +40,17 @@ EDGE_IDS = (
 )
 
 
-def words(hex_ids: list[str]) -> array[int]:
-    packed = array("Q", bytes.fromhex("".join(hex_ids)))
-    packed.byteswap()
-    return packed
+CANONICAL = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None)
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 17, 1000, 4096])
-def test_every_lane_matches_the_reference(count: int) -> None:
-    rng = random.Random(count)
-    ids = [rng.choice(EDGE_IDS) if rng.random() < 0.3 else rng.randbytes(8).hex()
-           for _ in range(count)]
-    assert zigzag_varints(words(ids)) == [zigzag_i64(i) for i in ids]
-
-
-def test_edge_ids_next_to_each_other_do_not_leak_into_their_neighbours() -> None:
-    # every 10-byte value next to zero and one-byte values, both ways round
-    ids = [x for edge in EDGE_IDS for x in (edge, "0" * 16, "0" * 15 + "1")]
-    assert zigzag_varints(words(ids)) == [zigzag_i64(i) for i in ids]
-    ids.reverse()
-    assert zigzag_varints(words(ids)) == [zigzag_i64(i) for i in ids]
-
-
-def test_no_words_no_varints() -> None:
-    assert zigzag_varints(array("Q")) == []
+def expected_ids(span: SpanRecord, with_parent: bool) -> bytes:
+    """Fields 1-3 (and 4) of a compact `jaeger.Span` as generated code writes them, less the
+    first field's header."""
+    trace = span.trace_id
+    values = [trace[16:], trace[:16], span.span_id]
+    if with_parent:
+        values.append(span.parent_span_id or "0" * 16)
+    return b"\x16".join(zigzag_i64(value) for value in values)
 
 
 def span(trace: str, span_id: str, parent: str | None, name: str = "op") -> SpanRecord:
@@ -71,17 +58,65 @@ def span(trace: str, span_id: str, parent: str | None, name: str = "op") -> Span
                       1_700_000_000_001_500_000, {"http.method": "GET", "http.status_code": 200})
 
 
-def test_batch_ids_in_order_high_low_then_spans_then_parents() -> None:
-    batch = [span("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None),
-             span("ffffffffffffffff0000000000000001", "8000000000000000", "00f067aa0ba902b7")]
-    expected = [zigzag_i64(h) for h in ("4bf92f3577b34da6", "a3ce929d0e0e4736",
-                                        "ffffffffffffffff", "0000000000000001",
-                                        "00f067aa0ba902b7", "8000000000000000",
-                                        "0000000000000000", "00f067aa0ba902b7")]
-    assert batch_id_varints(batch) == expected
+def random_batch(rng: random.Random, count: int, roots: bool) -> list[SpanRecord]:
+    def some_id() -> str:
+        return rng.choice(EDGE_IDS) if rng.random() < 0.3 else rng.randbytes(8).hex()
+
+    # a batch of children has a parent id in its first span, and then any
+    return [span(some_id() + some_id(), some_id(),
+                 None if roots else some_id() if not n else rng.choice([None, "", some_id()]))
+            for n in range(count)]
 
 
-CANONICAL = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None)
+@pytest.mark.parametrize("roots", [True, False], ids=["roots", "children"])
+@pytest.mark.parametrize("count", [1, 2, 3, 17, 1000, 4096])
+def test_every_spans_ids_match_the_reference(count: int, roots: bool) -> None:
+    batch = random_batch(random.Random(count), count, roots)
+    found = batch_span_ids(batch)
+    assert found is not None
+    pieces, with_parents = found
+    assert with_parents is not roots
+    assert pieces == [expected_ids(s, with_parents) for s in batch]
+
+
+def test_edge_ids_next_to_each_other_do_not_leak_into_their_neighbours() -> None:
+    # every 10-byte value beside zero and one-byte values, in every field, both ways round
+    values = [x for edge in EDGE_IDS for x in (edge, "0" * 16, "0" * 15 + "1")]
+    for _ in range(2):
+        batch = [span(values[i - 1] + values[i - 2], values[i], values[i - 3])
+                 for i in range(len(values))]
+        found = batch_span_ids(batch)
+        assert found is not None and found[1]
+        assert found[0] == [expected_ids(s, True) for s in batch]
+        values.reverse()
+
+
+def test_zero_ids_survive_the_padding() -> None:
+    # a zero value is one 0x00 byte, like the padding deleted around it
+    batch = [span("0" * 32, "0" * 16, None), span("0" * 16 + "1" * 16, "2" * 16, "0" * 16)]
+    found = batch_span_ids(batch)
+    assert found is not None
+    assert found[0] == [expected_ids(s, True) for s in batch]
+    assert found[0][0] == b"\x00\x16\x00\x16\x00\x16\x00"
+
+
+def separator_inside() -> str:
+    """A span id whose varint holds six 0xFE bytes in a row: the separator."""
+    zigzag = sum(0x7E << (7 * k) for k in range(6)) | (1 << 42)  # even: a positive i64
+    return f"{zigzag >> 1:016x}"
+
+
+def test_a_separator_inside_a_varint_encodes_the_batch_one_span_at_a_time() -> None:
+    odd = separator_inside()
+    assert SEPARATOR in zigzag_i64(odd)
+    batch = [span(*CANONICAL), span(CANONICAL[0], odd, None), span(*CANONICAL)]
+    assert batch_span_ids(batch) is None
+    assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]
+
+
+def test_no_spans_no_ids() -> None:
+    assert batch_span_ids([]) is None
+    assert CompactEncoder().spans([]) == []
 
 
 @pytest.mark.parametrize("odd", [
@@ -91,7 +126,7 @@ CANONICAL = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None)
 def test_a_batch_with_an_id_of_another_length_is_encoded_one_span_at_a_time(
         odd: tuple[str, str, str | None]) -> None:
     batch = [span(*CANONICAL), span(*odd), span(*CANONICAL)]
-    assert batch_id_varints(batch) is None
+    assert batch_span_ids(batch) is None
     assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]
 
 
@@ -108,7 +143,7 @@ def test_upper_case_ids_encode_as_their_value() -> None:
 def test_a_batch_with_an_id_that_is_not_hex_fails_as_one_span_at_a_time(
         odd: tuple[str, str, str | None]) -> None:
     batch = [span(*CANONICAL), span(*odd)]
-    assert batch_id_varints(batch) is None
+    assert batch_span_ids(batch) is None
     with pytest.raises(ValueError):
         CompactEncoder().span(batch[1])
     with pytest.raises(ValueError):
@@ -130,8 +165,8 @@ def test_a_batch_of_root_spans_encodes_as_its_spans_one_at_a_time() -> None:
     rng = random.Random(4)
     batch = [span(rng.randbytes(16).hex(), rng.randbytes(8).hex(), rng.choice([None, ""]))
              for _ in range(300)]
-    ids = batch_id_varints(batch)
-    assert ids is not None and ids[900:] == [b"\x00"] * 300
+    found = batch_span_ids(batch)
+    assert found is not None and not found[1]  # no parent ids: each span's field 4 is constant
     assert CompactEncoder().spans(batch) == [CompactEncoder().span(s) for s in batch]
 
 
@@ -162,3 +197,13 @@ def test_timestamps_and_durations_decode_as_written(wire) -> None:
     decoded = [span for packet in sender.packets(CompactEncoder().spans(batch))
                for span in wire.decode_emit_batch(packet).spans]
     assert [(s.startTime, s.duration) for s in decoded] == list(zip(every, took, strict=True))
+
+
+def test_a_span_that_ends_before_it_starts_lasts_zero(wire) -> None:
+    # the wall clock stepped back: Jaeger's duration is never negative
+    start = STAMP_BASE * 1000
+    batch = [SpanRecord("op", CANONICAL[0], f"{n + 1:016x}", None, 0, start, start - took, {})
+             for n, took in enumerate([1, 999, 1000, 8_192_000, 10**12])]
+    for encoded in (CompactEncoder().spans(batch), [CompactEncoder().span(s) for s in batch]):
+        packet = next(AgentSender("127.0.0.1", 9, "svc").packets(encoded))
+        assert [s.duration for s in wire.decode_emit_batch(packet).spans] == [0] * 5

@@ -10,12 +10,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from functools import partial
+from itertools import repeat
 
 from gatescope.spans import KIND_CLIENT, KIND_SERVER, OK, SpanRecord
 from gatescope.tracing import Span
 
 from gatescope_jaeger.server_tags import ServerSpanTags
-from gatescope_jaeger.varints import batch_id_varints
+from gatescope_jaeger.varints import batch_span_ids
 
 # jaeger.thrift TagType
 STRING, DOUBLE, BOOL, LONG = 0, 1, 2, 3
@@ -23,7 +24,8 @@ MIN_I64, MAX_I64 = -(2**63), 2**63 - 1
 TAG_CACHE_LIMIT = 4096  # distinct (key, value) tags remembered per encoder
 ID_CACHE_LIMIT = 8192  # trace and span ids remembered per compact encoder
 CACHEABLE_VALUE_LENGTH = 64  # longer string values are encoded every time
-TAG_COUNT_AT = 14  # index of the tag list header among a compact span's parts
+TAG_COUNT_AT = 8  # index of the tag list header among a compact span's parts
+ROOT_PARENT = b"\x16\x00"  # field 4 of a root span: parentSpanId 0
 
 _KIND_NAMES = {KIND_SERVER: "server", KIND_CLIENT: "client"}
 _pack_binary_ids = struct.Struct(">bhqbhqbhqbhq").pack
@@ -36,6 +38,16 @@ _BYTES = [bytes((n,)) for n in range(256)]
 _STRUCT_LISTS = [bytes(((n << 4) | 0x0C,)) for n in range(15)]  # compact list<struct> headers
 
 AttributeValue = str | int | float | bool
+
+
+DURATIONS_KEPT = 1 << 13  # µs: fields 9 (duration) and 10's header kept below this (~0.4 MB)
+_durations: list[bytes] = []
+
+
+def _build_durations() -> None:
+    """Fill `_durations` on first use: spans of up to ~8 ms skip the varint."""
+    if not _durations:
+        _durations.extend(b"\x16" + varint(took << 1) + b"\x19" for took in range(DURATIONS_KEPT))
 
 
 _PAIRS: list[bytes] = []  # 14-bit value -> its two LEB128 bytes, both with the "more" bit
@@ -238,41 +250,46 @@ class CompactEncoder(_TagEncoder):
 
     def span(self, span: SpanRecord, tags: list[tuple[str, AttributeValue]] | None = None) -> bytes:
         """One `jaeger.Span` struct (fields 1-5, 7-10), ending with its stop byte."""
+        if not _durations:
+            _build_durations()
         trace_id, parent = span.trace_id, span.parent_span_id
-        return self._encode(span, self._id(trace_id[-16:]), self._id(trace_id[:-16] or "0"),
-                            self._id(span.span_id), self._id(parent) if parent else b"\x00", tags)
+        ids = b"\x16".join((self._id(trace_id[-16:]), self._id(trace_id[:-16] or "0"),
+                             self._id(span.span_id), self._id(parent) if parent else b"\x00"))
+        return self._encode(span, ids, b"", tags)
 
     def spans(self, batch: Sequence[SpanRecord]) -> list[bytes]:
         """`span` of each span in a batch, the varints of all their ids made at once."""
-        ids = batch_id_varints(batch)
-        if ids is None:  # an id not in its canonical form: one span at a time
+        if not _durations:
+            _build_durations()
+        found = batch_span_ids(batch)
+        if found is None:  # an id not in its canonical form: one span at a time
             return [self.span(s) for s in batch]
-        count = len(batch)
-        return list(map(self._encode, batch, ids[1:2 * count:2], ids[0:2 * count:2],
-                        ids[2 * count:3 * count], ids[3 * count:]))
+        ids, with_parents = found
+        return list(map(self._encode, batch, ids, repeat(b"" if with_parents else ROOT_PARENT)))
 
-    def _encode(self, span: SpanRecord, low: bytes, high: bytes, span_id: bytes, parent: bytes,
+    def _encode(self, span: SpanRecord, ids: bytes, parent: bytes,
                 tags: list[tuple[str, AttributeValue]] | None = None) -> bytes:
+        """The span's struct around `ids` (fields 1-4 but the first header) and `parent`
+        (field 4 when `ids` ends with field 3)."""
         start_us = span.start_ns // 1000
         n = start_us << 1  # the zigzag of a timestamp after 1970
-        if n >= 0 and n >> 14 == self._high:  # _timestamp's common case, inline
-            stamp = _PAIRS[n & 16383] + self._high_bytes
+        if n >= 0 and n >> 14 == self._high:  # _timestamp's common case, inline, in two parts
+            stamp, high = _PAIRS[n & 16383], self._high_bytes
         else:
-            stamp = self._timestamp(start_us) if n >= 0 else zigzag_varint(start_us)
+            stamp, high = self._timestamp(start_us) if n >= 0 else zigzag_varint(start_us), b""
         took = span.end_ns // 1000 - start_us
-        name = span.name
-        tag = self.tag
-        parts = [
-            b"\x16", low, b"\x16", high, b"\x16", span_id, b"\x16", parent,
-            self._names.get(name) or self._name(name), b"\x25\x02\x16", stamp,
-            b"\x16", varint(took << 1) if took > 0 else b"\x00",  # zigzag of n >= 0
-            b"\x19", b"",  # the tag list header, once the count is known
-        ]
+        name = self._names.get(span.name) or self._name(span.name)
+        if took < DURATIONS_KEPT:  # field 9's varint and field 10's header, kept
+            timing = _durations[took] if took > 0 else _durations[0]
+        else:
+            timing = b"\x16" + varint(took << 1) + b"\x19"  # zigzag of took > 0
         facts = span.http_facts if tags is None and type(span) is Span else None
         if facts is not None:  # a server span's facts, not yet made into attributes
-            parts[TAG_COUNT_AT] = self._server.block(span, facts)  # type: ignore[arg-type]
-            parts.append(b"\x00")
-            return b"".join(parts)
+            return b"".join((b"\x16", ids, parent, name, b"\x25\x02\x16", stamp, high, timing,
+                             self._server.block(span, facts), b"\x00"))  # type: ignore[arg-type]
+        tag = self.tag
+        parts = [b"\x16", ids, parent, name, b"\x25\x02\x16", stamp, high, timing,
+                 b""]  # the tag list header, once the count is known
         if tags is None:  # span_tags' order, without building its list of pairs
             cached = self._tags.get
             append = parts.append

@@ -1,8 +1,11 @@
-"""Thrift compact's zigzag varints for a whole batch of 64-bit words at once.
+"""A whole batch's span ids as Thrift compact writes them, in one pass over one big integer.
 
-One value's LEB128 costs Python ~1 µs of shifts, masks and joins. Here every step runs once over
-a single integer that holds each word of the batch in a 128-bit lane of its own (a 64-bit word
-needs 10 bytes once zigzagged and cut into 7-bit groups), so only the final slicing is per value.
+One value's LEB128 costs Python ~1 µs of shifts, masks and joins, and cutting each value out of
+a shared buffer afterwards costs ~0.25 µs more. Here every step runs once over a single integer
+that holds each id in a 128-bit lane of its own (a 64-bit word needs 10 bytes once zigzagged and
+cut into 7-bit groups). Each lane's spare bytes carry the next field's header, or a separator
+after a span's last id; the zero padding is then deleted and the buffer split at the separators
+in C, so a span's ids come out as one piece: `low 0x16 high 0x16 spanId [0x16 parentId]`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from gatescope.spans import SpanRecord
 
 LANE_BYTES = 16
 ZERO_ID = "0" * 16
-_MASK_SETS_KEPT = 24  # lane counts (powers of two) whose masks are kept
+FIELD = b"\x16"  # the next i64 field's header (field id delta 1, compact type i64)
+# After a span's ids. Six bytes with the high bit set: a varint's other bytes are at most nine
+# such bytes in a row, so six can appear inside one (~1 id in 2**40); the pieces are counted and
+# the batch is encoded one span at a time when they do not match.
+SEPARATOR = b"\xfe" * 6
+# Where a zero value goes: its one byte (0x00) would be deleted with the padding. No varint has
+# ten bytes with the high bit set in a row, and a separator's are 0xFE.
+ZERO_MARK = b"\xff" * 10
+_ZERO_MARK_WIDTH = 8 * len(ZERO_MARK)
+_MASK_SETS_KEPT = 24  # lane counts whose masks (powers of two) or constants (exact) are kept
 
 
 def _repeat(pattern: int, width: int, lanes: int) -> int:
@@ -47,6 +59,7 @@ class _Masks:
         self.low7, self.high7 = lanes(_bits(0, 7), 16), lanes(_bits(7, 14), 16)
         self.groups = lanes(_byte_runs(0x7F, 10))  # the ten 7-bit groups of each lane
         self.first_two = lanes(_byte_runs(0x7F, 2))
+        self.first = lanes(0x7F)
         self.below_last = lanes(_byte_runs(0x7F, 9))  # bytes that may carry a "more" bit
         self.more = lanes(_byte_runs(0x80, 9))
 
@@ -66,16 +79,37 @@ def _masks_for(count: int) -> _Masks:
     return masks
 
 
-def zigzag_varints(words: array[int]) -> list[bytes]:
-    """The zigzag LEB128 of each word (an i64 in two's complement), as Thrift compact writes it.
+def _span_lanes(ids: int) -> bytes:
+    """One span's lanes before its values go in: a field header in the last byte of each lane
+    but the last, whose last six bytes are the separator."""
+    header = bytes(LANE_BYTES - 1) + FIELD
+    return header * (ids - 1) + bytes(LANE_BYTES - len(SEPARATOR)) + SEPARATOR
 
-    `words` is an `array("Q")` whose memory holds little-endian words.
-    """
-    count = len(words)
-    if not count:
-        return []
-    m = _masks_for(count)
-    spaced = array("Q", bytes(LANE_BYTES * count))
+
+_LAYOUTS = {ids: _span_lanes(ids) for ids in (3, 4)}  # root spans only; with parent ids
+_FIRST_BYTE_HIGH = b"\x80" + bytes(LANE_BYTES - 1)
+_constants: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def _constants_for(spans: int, ids: int) -> tuple[int, int]:
+    """The headers and separators of `spans` spans of `ids` lanes, and a high bit in the first
+    byte of each of their lanes (exact: a lane past the batch must stay zero)."""
+    key = (spans, ids)
+    found = _constants.get(key)
+    if found is None:
+        if len(_constants) >= _MASK_SETS_KEPT:
+            _constants.clear()
+        found = _constants[key] = (int.from_bytes(_LAYOUTS[ids] * spans, "little"),
+                                   int.from_bytes(_FIRST_BYTE_HIGH * (ids * spans), "little"))
+    return found
+
+
+def _varint_pieces(words: array[int], spans: int, ids: int) -> list[bytes] | None:
+    """Each span's `ids` consecutive words (i64s in two's complement) as zigzag LEB128 with a
+    field header between them; None when the pieces cannot be told apart (see SEPARATOR)."""
+    m = _masks_for(len(words))
+    layout, first_high = _constants_for(spans, ids)
+    spaced = array("Q", bytes(LANE_BYTES * len(words)))
     spaced[::2] = words
     u = int.from_bytes(spaced, "little")
     # zigzag: 2u for u >= 0, else 2|u| - 1, i.e. (u XOR sign-fill) << 1 with the sign in bit 0
@@ -93,10 +127,17 @@ def zigzag_varints(words: array[int]) -> list[bytes]:
     seen |= (seen >> 32) & m.groups
     seen |= (seen >> 64) & m.first_two
     # 0x7F + a 7-bit group sets 0x80 exactly when the group is non-zero
-    more = ((((seen >> 8) & m.below_last) + m.below_last) & m.more)
-    out = (z | more).to_bytes(LANE_BYTES * count, "little")
-    # trailing zero bytes are beyond the value; zero itself is one zero byte
-    return [out[i:i + 10].rstrip(b"\0") or b"\0" for i in range(0, LANE_BYTES * count, LANE_BYTES)]
+    z |= (((seen >> 8) & m.below_last) + m.below_last) & m.more
+    zeros = 0 in words
+    if zeros:  # a lane whose first byte saw no group holds zero: ZERO_MARK in its ten bytes
+        flags = ((((seen & m.first) + m.first) & first_high) ^ first_high) >> 7
+        z |= (flags << _ZERO_MARK_WIDTH) - flags
+    packed = (z | layout).to_bytes(LANE_BYTES * len(words), "little").translate(None, b"\0")
+    pieces = (packed.replace(ZERO_MARK, b"\0") if zeros else packed).split(SEPARATOR)
+    if len(pieces) != spans + 1:  # a separator's bytes inside a varint
+        return None
+    pieces.pop()  # after the last separator: nothing
+    return pieces
 
 
 _trace_ids = attrgetter("trace_id")
@@ -104,27 +145,35 @@ _span_ids = attrgetter("span_id")
 _parent_ids = attrgetter("parent_span_id")
 
 
-def batch_id_varints(batch: Sequence[SpanRecord]) -> list[bytes] | None:
-    """The varints of a batch's ids: each trace id's high and low half, then the span ids, then
-    the parent ids (zero for none). None unless every id is canonical hex (32 and 16 digits)."""
+def batch_span_ids(batch: Sequence[SpanRecord]) -> tuple[list[bytes], bool] | None:
+    """Per span, Jaeger's `traceIdLow`, `traceIdHigh`, `spanId` (and `parentSpanId`, unless
+    every span is a root) as compact varints, each after the first behind its field header;
+    and whether the parent ids are in. None unless every id is canonical hex (32 and 16
+    digits)."""
+    count = len(batch)
     traces = list(map(_trace_ids, batch))
     spans = list(map(_span_ids, batch))
     parents = list(map(_parent_ids, batch))
     roots = not any(parents)  # a batch of root spans only: every parent id is zero
     if not roots:
         parents = [parent or ZERO_ID for parent in parents]
-    if set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
+    if not count or set(map(len, traces)) != {32} or set(map(len, spans)) != {16} \
             or not (roots or set(map(len, parents)) == {16}):
         return None
     try:
         raw = bytes.fromhex("".join(traces) + "".join(spans) + ("" if roots else "".join(parents)))
     except ValueError:
         return None
-    if len(raw) != (24 if roots else 32) * len(batch):  # fromhex skips whitespace
+    if len(raw) != (24 if roots else 32) * count:  # fromhex skips whitespace
         return None
-    words = array("Q", raw)
-    words.byteswap()  # big-endian hex -> the little-endian words zigzag_varints reads
-    varints = zigzag_varints(words)
-    if roots:
-        varints += [b"\x00"] * len(batch)
-    return varints
+    found = array("Q", raw)
+    found.byteswap()  # big-endian hex -> the little-endian words the lanes read
+    ids = 3 if roots else 4
+    words = array("Q", bytes(8 * ids * count))  # per span: low, high, span id(, parent id)
+    words[0::ids] = found[1:2 * count:2]
+    words[1::ids] = found[0:2 * count:2]
+    words[2::ids] = found[2 * count:3 * count]
+    if not roots:
+        words[3::ids] = found[3 * count:]
+    pieces = _varint_pieces(words, count, ids)
+    return None if pieces is None else (pieces, not roots)
