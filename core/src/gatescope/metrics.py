@@ -67,11 +67,28 @@ class DistributionValue:
     def from_sums(cls, count: int, total: float, sum_of_squares: float, low: float, high: float,
                   buckets: tuple[int, ...]) -> DistributionValue:
         """The value of a row kept as running sums (in memory or in worker files): an empty one
-        has no min, max or spread."""
-        if not count:
-            return cls(0, total, 0.0, 0.0, 0.0, buckets)
-        return cls(count, total, low, high, max(0.0, sum_of_squares - total * total / count),
-                   buckets)
+        has no min, max or spread. Made without `__init__`: a scrape makes one per histogram
+        row (6,000 at 1,000 tag sets), and a frozen class's `__init__` pays a `__setattr__`
+        call per field, twice what setting the slots directly costs."""
+        value = _new(cls)
+        _set_count(value, count)
+        _set_sum(value, total)
+        _set_buckets(value, buckets)
+        if count:
+            _set_min(value, low)
+            _set_max(value, high)
+            _set_spread(value, max(0.0, sum_of_squares - total * total / count))
+        else:
+            _set_min(value, 0.0)
+            _set_max(value, 0.0)
+            _set_spread(value, 0.0)
+        return value
+
+
+_new = object.__new__
+_set_count, _set_sum, _set_min, _set_max, _set_spread, _set_buckets = (
+    DistributionValue.__dict__[name].__set__ for name in (  # the slots' own setters
+        "count", "sum", "min", "max", "sum_of_squared_deviation", "bucket_counts"))
 
 
 Value = int | float | DistributionValue
