@@ -92,21 +92,9 @@ class JaegerExporter(BaseExporter):
         self.spans_sent += len(spans)
 
     def _emit(self, spans: Sequence[SpanRecord], agent: AgentSender) -> None:
-        limit = agent.max_span_bytes
-        encoded: list[bytes] = []
-        for span, data in zip(spans, self._compact.spans(spans), strict=True):
-            if len(data) > limit:
-                trimmed = trim_span(self._compact, self._compact.view(span), limit)
-                if trimmed is None:
-                    self.spans_too_large += 1
-                    self._warn.warning("too-large", "gatescope: jaeger dropped span %r: larger "
-                                       "than a UDP packet even without its tags", span.name)
-                    continue
-                data, cut = trimmed
-                self.spans_trimmed += 1
-                self._warn.warning("trimmed", "gatescope: jaeger cut %d tags from span %r to fit "
-                                   "a UDP packet", cut, span.name)
-            encoded.append(data)
+        encoded = self._compact.spans(spans)
+        if encoded and max(map(len, encoded)) > agent.max_span_bytes:  # rare: a span per packet
+            encoded = self._fit(spans, encoded, agent.max_span_bytes)
         problems, last = self._compact.take_fact_problems()
         if problems:
             self._warn.warning("facts", "gatescope: jaeger could not make the HTTP tags of %d "
@@ -123,6 +111,24 @@ class JaegerExporter(BaseExporter):
                                   retryable=packet_number == 0) from None
             self.packets_sent += 1
         self.spans_sent += len(encoded)
+
+    def _fit(self, spans: Sequence[SpanRecord], encoded: list[bytes], limit: int) -> list[bytes]:
+        """The spans with each one larger than `limit` trimmed of tags, or left out."""
+        fitting: list[bytes] = []
+        for span, data in zip(spans, encoded, strict=True):
+            if len(data) > limit:
+                trimmed = trim_span(self._compact, self._compact.view(span), limit)
+                if trimmed is None:
+                    self.spans_too_large += 1
+                    self._warn.warning("too-large", "gatescope: jaeger dropped span %r: larger "
+                                       "than a UDP packet even without its tags", span.name)
+                    continue
+                data, cut = trimmed
+                self.spans_trimmed += 1
+                self._warn.warning("trimmed", "gatescope: jaeger cut %d tags from span %r to fit "
+                                   "a UDP packet", cut, span.name)
+            fitting.append(data)
+        return fitting
 
     def after_fork_in_child(self) -> None:
         if self._poster is not None:
