@@ -27,7 +27,10 @@ SEPARATOR = b"\xfe" * 6
 # ten bytes with the high bit set in a row, and a separator's are 0xFE.
 ZERO_MARK = b"\xff" * 10
 _ZERO_MARK_WIDTH = 8 * len(ZERO_MARK)
-_MASK_SETS_KEPT = 24  # lane counts whose masks (powers of two) or constants (exact) are kept
+_MASK_SETS_KEPT = 24  # lane counts (powers of two: ~2x the largest set's memory in all) kept
+# Exact batch sizes whose constants are kept: the dispatcher's full batch and a few remainders
+# (each set is 32 bytes a lane: 128 KiB for 1,000 spans with parents).
+_CONSTANT_SETS_KEPT = 4
 
 
 def _repeat(pattern: int, width: int, lanes: int) -> int:
@@ -97,7 +100,7 @@ def _constants_for(spans: int, ids: int) -> tuple[int, int]:
     key = (spans, ids)
     found = _constants.get(key)
     if found is None:
-        if len(_constants) >= _MASK_SETS_KEPT:
+        if len(_constants) >= _CONSTANT_SETS_KEPT:
             _constants.clear()
         found = _constants[key] = (int.from_bytes(_LAYOUTS[ids] * spans, "little"),
                                    int.from_bytes(_FIRST_BYTE_HIGH * (ids * spans), "little"))
