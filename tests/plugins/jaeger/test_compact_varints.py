@@ -4,9 +4,12 @@ plain LEB128."""
 from __future__ import annotations
 
 import random
+import sys
+import threading
 
 import pytest
 from gatescope.spans import KIND_SERVER, SpanRecord
+from gatescope_jaeger import thrift
 from gatescope_jaeger.agent import AgentSender
 from gatescope_jaeger.thrift import CompactEncoder
 from gatescope_jaeger.varints import SEPARATOR, batch_span_ids
@@ -207,3 +210,32 @@ def test_a_span_that_ends_before_it_starts_lasts_zero(wire) -> None:
     for encoded in (CompactEncoder().spans(batch), [CompactEncoder().span(s) for s in batch]):
         packet = next(AgentSender("127.0.0.1", 9, "svc").packets(encoded))
         assert [s.duration for s in wire.decode_emit_batch(packet).spans] == [0] * 5
+
+
+def test_tables_first_filled_by_several_threads_at_once_are_whole() -> None:
+    # two jaeger exporters (two Telemetry objects) may make their first packets together: no
+    # thread may see a table half filled
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as it can be
+    try:
+        for _ in range(20):
+            del thrift._PAIRS[:], thrift._durations[:]
+            failures: list[Exception] = []
+
+            def first_use(failures: list[Exception] = failures) -> None:
+                try:
+                    thrift._build_durations()
+                    thrift._build_pairs()
+                    assert thrift._PAIRS[16383] == b"\xff\xff" and thrift._durations[8191]
+                except Exception as exc:
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=first_use) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not failures
+            assert len(thrift._PAIRS) == 1 << 14 and len(thrift._durations) == thrift.DURATIONS_KEPT
+    finally:
+        sys.setswitchinterval(interval)

@@ -45,18 +45,20 @@ _durations: list[bytes] = []
 
 
 def _build_durations() -> None:
-    """Fill `_durations` on first use: spans of up to ~8 ms skip the varint."""
+    """Fill `_durations` on first use: spans of up to ~8 ms skip the varint. Made aside and put
+    in with one slice assignment, which no other thread can see half done."""
     if not _durations:
-        _durations.extend(b"\x16" + varint(took << 1) + b"\x19" for took in range(DURATIONS_KEPT))
+        _durations[:] = [b"\x16" + varint(took << 1) + b"\x19" for took in range(DURATIONS_KEPT)]
 
 
 _PAIRS: list[bytes] = []  # 14-bit value -> its two LEB128 bytes, both with the "more" bit
 
 
 def _build_pairs() -> None:
-    """Fill `_PAIRS` on first use (~0.6 MB; only processes that encode compact pay for it)."""
+    """Fill `_PAIRS` on first use (~0.6 MB; only processes that encode compact pay for it), in
+    one slice assignment like `_durations`."""
     if not _PAIRS:
-        _PAIRS.extend(bytes(((v & 127) | 128, (v >> 7) | 128)) for v in range(1 << 14))
+        _PAIRS[:] = [bytes(((v & 127) | 128, (v >> 7) | 128)) for v in range(1 << 14)]
 
 
 def _two(n: int) -> bytes:
