@@ -192,6 +192,7 @@ class CompactEncoder(_TagEncoder):
         self._high = -1
         self._high_bytes = b""
         self._server = ServerSpanTags(self.tag, span_tags, partial(list_header, element_type=0x0C))
+        self._kind_tags = {kind: self.tag("span.kind", name) for kind, name in _KIND_NAMES.items()}
 
     def take_fact_problems(self) -> tuple[int, Exception | None]:
         """Server spans whose HTTP facts could not be made into tags since the last call, and
@@ -297,9 +298,9 @@ class CompactEncoder(_TagEncoder):
             append = parts.append
             for key, value in span.attributes.items():
                 append(cached((key, type(value), value)) or tag(key, value))
-            kind = _KIND_NAMES.get(span.kind)
+            kind = self._kind_tags.get(span.kind)
             if kind is not None:
-                parts.append(tag("span.kind", kind))
+                append(kind)
             if span.status_code != OK:
                 parts.append(tag("status.code", span.status_code))
                 if span.status_message:
