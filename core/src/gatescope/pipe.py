@@ -50,25 +50,22 @@ class LayerCall:
         span = self.span
         if span is None:
             return
-        if exc is not None:
-            self.complete = False
-            if self.error is None and not isinstance(exc, asyncio.CancelledError):
-                self.error = str(exc) or type(exc).__name__
-        leave_layer(span, exc, self.complete, self.error)
+        self.complete, self.error = leave_layer(span, exc, self.complete, self.error)
 
 
 def leave_layer(span: Span | None, exc: BaseException | None, complete: bool, error: str | None,
                 span_token: Token[Any] | None = None,
-                named: Token[Endpoint | None] | None = None) -> None:
+                named: Token[Endpoint | None] | None = None) -> tuple[bool, str | None]:
     """Reset what a decorated call set (in `__exit__`'s order), then end its span with KrakenD's
     attributes: `error` (and the status), `complete`, `canceled`. An exception makes the call
-    incomplete and, unless it is a cancellation, its error."""
+    incomplete and, unless it is a cancellation, its error. Returns the call's `complete` and
+    `error` as the span records them (as given when there is no span)."""
     if named is not None:
         backend_endpoint.reset(named)
     if span_token is not None:
         current.reset(span_token)
     if span is None:
-        return
+        return complete, error
     canceled = isinstance(exc, asyncio.CancelledError)
     if exc is not None:
         complete = False
@@ -83,6 +80,7 @@ def leave_layer(span: Span | None, exc: BaseException | None, complete: bool, er
     attributes["complete"] = complete
     attributes["canceled"] = canceled
     span.end()
+    return complete, error
 
 
 class _Untraced(LayerCall):
