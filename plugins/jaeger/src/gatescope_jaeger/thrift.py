@@ -44,11 +44,16 @@ DURATIONS_KEPT = 1 << 13  # µs: fields 9 (duration) and 10's header kept below 
 _durations: list[bytes] = []
 
 
+def _timing(took: int) -> bytes:
+    """Field 9 (duration, µs > 0: its zigzag is 2 * took) and field 10's header."""
+    return b"\x16" + varint(took << 1) + b"\x19"
+
+
 def _build_durations() -> None:
     """Fill `_durations` on first use: spans of up to ~8 ms skip the varint. Made aside and put
     in with one slice assignment, which no other thread can see half done."""
     if not _durations:
-        _durations[:] = [b"\x16" + varint(took << 1) + b"\x19" for took in range(DURATIONS_KEPT)]
+        _durations[:] = [_timing(took) for took in range(DURATIONS_KEPT)]
 
 
 _PAIRS: list[bytes] = []  # 14-bit value -> its two LEB128 bytes, both with the "more" bit
@@ -282,10 +287,8 @@ class CompactEncoder(_TagEncoder):
             stamp, high = self._timestamp(start_us) if n >= 0 else zigzag_varint(start_us), b""
         took = span.end_ns // 1000 - start_us
         name = self._names.get(span.name) or self._name(span.name)
-        if took < DURATIONS_KEPT:  # field 9's varint and field 10's header, kept
-            timing = _durations[took] if took > 0 else _durations[0]
-        else:
-            timing = b"\x16" + varint(took << 1) + b"\x19"  # zigzag of took > 0
+        # field 9's varint and field 10's header: kept below DURATIONS_KEPT (a negative took is 0)
+        timing = _durations[took if took > 0 else 0] if took < DURATIONS_KEPT else _timing(took)
         facts = span.http_facts if tags is None and type(span) is Span else None
         if facts is not None:  # a server span's facts, not yet made into attributes
             return b"".join((b"\x16", ids, parent, name, b"\x25\x02\x16", stamp, high, timing,
